@@ -64,6 +64,9 @@ type Systemd struct {
 	JobTimeout time.Duration
 	// Logger, when set, records how the request ended.
 	Logger *slog.Logger
+
+	// afterAccept, when set, runs once systemd accepted the job (tests).
+	afterAccept func()
 }
 
 const (
@@ -92,6 +95,9 @@ func (s *Systemd) Reboot(ctx context.Context) error {
 	jobID, err := conn.StartUnitContext(ctx, rebootTarget, rebootMode, done)
 	if err != nil {
 		return fmt.Errorf("reboot: start %s (%s): %w", rebootTarget, rebootMode, err)
+	}
+	if s.afterAccept != nil {
+		s.afterAccept()
 	}
 	wait := time.NewTimer(timeout)
 	defer wait.Stop()
