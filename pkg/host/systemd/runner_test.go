@@ -1,0 +1,179 @@
+package systemd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/test/hostenv"
+)
+
+func setup(t *testing.T) (*hostenv.Bus, *hostenv.FakeSystemd, *Runner) {
+	t.Helper()
+	bus := hostenv.StartBus(t)
+	fake := hostenv.StartFakeSystemd(t, bus.Address)
+	return bus, fake, &Runner{Address: bus.Address, OutputDir: t.TempDir()}
+}
+
+func sh(name, script string) host.Command {
+	return host.Command{Name: name, Args: []string{"/bin/sh", "-c", script}}
+}
+
+// requireClean checks that the unit was stopped or reset and its output
+// files removed.
+func requireClean(t *testing.T, fake *hostenv.FakeSystemd, r *Runner) {
+	t.Helper()
+	require.Empty(t, fake.Units(), "units left behind")
+	left, err := os.ReadDir(r.OutputDir)
+	require.NoError(t, err)
+	require.Empty(t, left, "output files left behind")
+}
+
+func TestRunnerRunsTransientUnit(t *testing.T) {
+	_, fake, r := setup(t)
+	c := sh("apt upgrade", `echo "out $GREETING"; echo err >&2; exit 3`)
+	c.Env = []string{"GREETING=hello"}
+	c.Timeout = time.Minute
+	res, err := r.Run(context.Background(), c)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.ExitStatus)
+	require.Equal(t, "out hello\n", res.Stdout)
+	require.Equal(t, "out hello\nerr\n", res.Output)
+
+	calls := fake.Calls()
+	require.Equal(t, "StartTransientUnit", calls[0].Method)
+	require.Regexp(t, `^nodepatch-apt-upgrade-[0-9a-f]{8}\.service$`, calls[0].Unit)
+	require.Equal(t, "fail", calls[0].Mode)
+	p := calls[0].Props
+	require.Equal(t, "oneshot", p["Type"].Value())
+	require.Equal(t, true, p["RemainAfterExit"].Value())
+	require.Equal(t, uint64(time.Minute/time.Microsecond), p["TimeoutStartUSec"].Value())
+	require.Equal(t, []string{"GREETING=hello"}, p["Environment"].Value())
+	require.Equal(t, filepath.Join(r.OutputDir, strings.TrimSuffix(calls[0].Unit, ".service")+".out"), p["StandardOutputFile"].Value())
+	var methods []string
+	for _, c := range calls[1:] {
+		require.Equal(t, calls[0].Unit, c.Unit)
+		methods = append(methods, c.Method)
+	}
+	require.Equal(t, []string{"StopUnit", "ResetFailedUnit"}, methods)
+	requireClean(t, fake, r)
+
+	res, err = r.Run(context.Background(), sh("ok", "printf done"))
+	require.NoError(t, err)
+	require.Equal(t, 0, res.ExitStatus)
+	require.Equal(t, "done", res.Stdout)
+	requireClean(t, fake, r)
+}
+
+func TestRunnerLocalOutputDir(t *testing.T) {
+	bus := hostenv.StartBus(t)
+	hostenv.StartFakeSystemd(t, bus.Address)
+	// The double runs on this machine, so both views are the same folder,
+	// reached here through a symlink.
+	dir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "view")
+	require.NoError(t, os.Symlink(dir, link))
+	r := &Runner{Address: bus.Address, OutputDir: dir, LocalOutputDir: link}
+	res, err := r.Run(context.Background(), sh("view", "echo seen"))
+	require.NoError(t, err)
+	require.Equal(t, "seen\n", res.Stdout)
+}
+
+func TestRunnerSignal(t *testing.T) {
+	_, fake, r := setup(t)
+	res, err := r.Run(context.Background(), sh("killed", "kill -KILL $$"))
+	require.NoError(t, err)
+	require.Equal(t, 128+9, res.ExitStatus)
+	requireClean(t, fake, r)
+}
+
+func TestRunnerCannotExecute(t *testing.T) {
+	_, fake, r := setup(t)
+	_, err := r.Run(context.Background(), host.Command{Name: "missing", Args: []string{"/nonexistent/program"}})
+	require.ErrorContains(t, err, "systemd could not execute /nonexistent/program")
+	require.ErrorContains(t, err, "result exit-code, exit status 203")
+	require.Regexp(t, `unit nodepatch-missing-[0-9a-f]{8}\.service`, err.Error())
+	requireClean(t, fake, r)
+}
+
+func TestRunnerTimeout(t *testing.T) {
+	_, fake, r := setup(t)
+	c := sh("slow", "echo begun; sleep 60")
+	c.Timeout = 300 * time.Millisecond
+	res, err := r.Run(context.Background(), c)
+	require.ErrorContains(t, err, "timed out after 300ms")
+	require.ErrorContains(t, err, "result timeout")
+	require.ErrorContains(t, err, "begun")
+	require.Equal(t, -1, res.ExitStatus)
+	requireClean(t, fake, r)
+}
+
+func TestRunnerMissingUnit(t *testing.T) {
+	_, fake, r := setup(t)
+	fake.ForgetFinishedUnits()
+	_, err := r.Run(context.Background(), sh("gone", "true"))
+	require.ErrorContains(t, err, "unit vanished before its result could be read")
+	require.ErrorContains(t, err, "job done")
+}
+
+func TestRunnerBusDisappears(t *testing.T) {
+	bus, fake, r := setup(t)
+	errs := make(chan error, 1)
+	go func() {
+		_, err := r.Run(context.Background(), sh("long", "sleep 60"))
+		errs <- err
+	}()
+	require.Eventually(t, func() bool { return len(fake.RunningPIDs()) == 1 }, 30*time.Second, 10*time.Millisecond)
+	bus.Kill()
+	select {
+	case err := <-errs:
+		require.ErrorContains(t, err, "bus closed before the unit finished")
+		require.Regexp(t, `unit nodepatch-long-[0-9a-f]{8}\.service`, err.Error())
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the bus died")
+	}
+}
+
+func TestRunnerJobResultNeverComes(t *testing.T) {
+	_, fake, r := setup(t)
+	fake.HoldJobs()
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, sh("held", "true"))
+		errs <- err
+	}()
+	require.Eventually(t, func() bool { return len(fake.Calls()) == 1 }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case err := <-errs:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	// The held unit was still stopped and reset.
+	require.Eventually(t, func() bool { return len(fake.Units()) == 0 }, 30*time.Second, 10*time.Millisecond)
+}
+
+func TestRunnerNoBus(t *testing.T) {
+	r := &Runner{Address: "unix:path=" + t.TempDir() + "/none", OutputDir: t.TempDir()}
+	_, err := r.Run(context.Background(), sh("x", "true"))
+	require.ErrorContains(t, err, "connect to systemd on bus unix:path=")
+
+	r.OutputDir = "relative"
+	_, err = r.Run(context.Background(), sh("x", "true"))
+	require.ErrorContains(t, err, `output folder "relative" is not an absolute path`)
+}
+
+func TestUnitNamePart(t *testing.T) {
+	require.Equal(t, "apt-get-upgrade", UnitNamePart("apt-get upgrade"))
+	require.Equal(t, "command", UnitNamePart(""))
+	require.Equal(t, "a-b", UnitNamePart("a/b"))
+	require.Len(t, UnitNamePart(strings.Repeat("x", 300)), 64)
+}
