@@ -1,0 +1,145 @@
+// Package nodeops changes the agent's own Node: its nodepatch annotations, taint and
+// cordon (in one conflict-checked update, so they are never half written), and
+// drains it through k8s.io/kubectl/pkg/drain, which evicts pods so that
+// PodDisruptionBudgets hold.
+package nodeops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/kubectl/pkg/drain"
+
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+// Node changes one Node.
+type Node struct {
+	Client kubernetes.Interface
+	Name   string
+}
+
+// Update reads the Node, lets mutate change a copy, and writes it back with the
+// resourceVersion it read, retrying on conflicts: a concurrent change by an
+// operator (say, a block annotation) is never overwritten.
+func (n *Node) Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error) {
+	var updated *corev1.Node
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		current, err := n.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		next := current.DeepCopy()
+		if err := mutate(next); err != nil {
+			return err
+		}
+		updated, err = n.Client.CoreV1().Nodes().Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("updating node %s: %w", n.Name, err)
+	}
+	return updated, nil
+}
+
+// SetAgentState writes the agent-owned annotations of st onto node.
+func SetAgentState(node *corev1.Node, st state.Node) {
+	if node.Annotations == nil {
+		node.Annotations = map[string]string{}
+	}
+	for key, value := range st.AgentAnnotations() {
+		if value == nil {
+			delete(node.Annotations, key)
+		} else {
+			node.Annotations[key] = *value
+		}
+	}
+}
+
+// HasTaint tells whether node carries nodepatch's taint.
+func HasTaint(node *corev1.Node) bool {
+	for _, t := range node.Spec.Taints {
+		if t.Key == state.TaintKey {
+			return true
+		}
+	}
+	return false
+}
+
+// AddTaint puts nodepatch's NoSchedule taint on node, once.
+func AddTaint(node *corev1.Node, now time.Time) {
+	if HasTaint(node) {
+		return
+	}
+	added := metav1.NewTime(now)
+	node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{
+		Key: state.TaintKey, Value: "true", Effect: corev1.TaintEffectNoSchedule, TimeAdded: &added,
+	})
+}
+
+// RemoveTaint takes nodepatch's taint off node; other taints stay.
+func RemoveTaint(node *corev1.Node) {
+	kept := node.Spec.Taints[:0]
+	for _, t := range node.Spec.Taints {
+		if t.Key != state.TaintKey {
+			kept = append(kept, t)
+		}
+	}
+	node.Spec.Taints = kept
+}
+
+// DrainOptions are the operator's drain settings.
+type DrainOptions struct {
+	Timeout      time.Duration
+	GracePeriod  int // seconds; -1 uses each pod's own
+	PodSelector  string
+	Log          io.Writer
+	OnPodEvicted func(pod *corev1.Pod)
+}
+
+// Drain evicts the node's pods (DaemonSet pods stay, emptyDir data goes) and waits
+// until they are gone, for at most opts.Timeout. Pods without a controller make it
+// fail: deleting them would lose them for good, which is the operator's call.
+func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
+	helper := &drain.Helper{
+		Ctx:                  ctx,
+		Client:               n.Client,
+		GracePeriodSeconds:   opts.GracePeriod,
+		IgnoreAllDaemonSets:  true,
+		DeleteEmptyDirData:   true,
+		Timeout:              opts.Timeout,
+		PodSelector:          opts.PodSelector,
+		EvictErrorRetryDelay: time.Second,
+		Out:                  opts.Log,
+		ErrOut:               opts.Log,
+		OnPodDeletedOrEvicted: func(pod *corev1.Pod, _ bool) {
+			if opts.OnPodEvicted != nil {
+				opts.OnPodEvicted(pod)
+			}
+		},
+	}
+	if err := drain.RunNodeDrain(helper, n.Name); err != nil {
+		return fmt.Errorf("draining node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// PodsToEvict lists the pods a drain would evict, for a dry run.
+func (n *Node) PodsToEvict(ctx context.Context, opts DrainOptions) ([]string, error) {
+	helper := &drain.Helper{Ctx: ctx, Client: n.Client, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true, PodSelector: opts.PodSelector}
+	list, errs := helper.GetPodsForDeletion(n.Name)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("listing pods to evict from node %s: %v", n.Name, errs)
+	}
+	var names []string
+	for _, p := range list.Pods() {
+		names = append(names, p.Namespace+"/"+p.Name)
+	}
+	return names, nil
+}

@@ -1,0 +1,190 @@
+// Package state is the protocol nodepatch keeps on each Node: the annotations an
+// operator sets to steer a node, and the annotations the agent writes so that every
+// phase of a reboot cycle survives a restart of the agent, the API server or the host.
+package state
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Annotations an operator sets.
+const (
+	// AnnotationForceReboot "true" makes the node reboot even when the host does not ask for it.
+	AnnotationForceReboot = "nodepatch.io/force-reboot"
+	// AnnotationBlockReboot, when non-empty, keeps the node from starting a reboot; the value is the reason.
+	AnnotationBlockReboot = "nodepatch.io/block-reboot"
+	// AnnotationPause on the lock's header Lease, when non-empty, pauses every node; the value is the reason.
+	AnnotationPause = "nodepatch.io/pause"
+)
+
+// Annotations the agent owns.
+const (
+	AnnotationPhase             = "nodepatch.io/phase"
+	AnnotationBootIDBefore      = "nodepatch.io/boot-id-before"
+	AnnotationCordonedByUs      = "nodepatch.io/cordoned-by-nodepatch"
+	AnnotationCycleStarted      = "nodepatch.io/cycle-started"
+	AnnotationRebootRequestedAt = "nodepatch.io/reboot-requested-at"
+	AnnotationRebootAttempts    = "nodepatch.io/reboot-attempts"
+	AnnotationRetryAfter        = "nodepatch.io/retry-after"
+	AnnotationDrainFailures     = "nodepatch.io/drain-failures"
+	AnnotationLastReboot        = "nodepatch.io/last-reboot"
+)
+
+// TaintKey is the NoSchedule taint the agent puts on its node for the length of a cycle.
+const TaintKey = "nodepatch.io/rebooting"
+
+// Phase is where a node is in its reboot cycle. The empty phase is idle.
+type Phase string
+
+// The phases a node goes through. A cycle starts when the agent holds a lock slot.
+const (
+	PhaseIdle      Phase = ""
+	PhaseDraining  Phase = "Draining"
+	PhaseRebooting Phase = "Rebooting"
+	PhaseFailed    Phase = "Failed"
+)
+
+// Node is the parsed state of one node.
+type Node struct {
+	Force       bool
+	BlockReason string
+
+	Phase             Phase
+	BootIDBefore      string
+	CordonedByUs      bool
+	CycleStarted      time.Time
+	RebootRequestedAt time.Time
+	RebootAttempts    int
+	RetryAfter        time.Time
+	DrainFailures     int
+	LastReboot        time.Time
+}
+
+// Parse reads a node's annotations. A malformed value never stops parsing: it is
+// reported in the returned error (each one naming the annotation and the value) and
+// read as the safest value (see the fields' parsers). A malformed phase reads as
+// Failed, which halts the node without rebooting or uncordoning it until an
+// operator looks.
+func Parse(annotations map[string]string) (Node, error) {
+	p := parser{annotations: annotations}
+	n := Node{
+		Force:             p.boolean(AnnotationForceReboot),
+		BlockReason:       annotations[AnnotationBlockReboot],
+		Phase:             p.phase(),
+		BootIDBefore:      annotations[AnnotationBootIDBefore],
+		CordonedByUs:      p.boolean(AnnotationCordonedByUs),
+		CycleStarted:      p.time(AnnotationCycleStarted),
+		RebootRequestedAt: p.time(AnnotationRebootRequestedAt),
+		RebootAttempts:    p.count(AnnotationRebootAttempts),
+		RetryAfter:        p.time(AnnotationRetryAfter),
+		DrainFailures:     p.count(AnnotationDrainFailures),
+		LastReboot:        p.time(AnnotationLastReboot),
+	}
+	return n, errors.Join(p.errs...)
+}
+
+type parser struct {
+	annotations map[string]string
+	errs        []error
+}
+
+func (p *parser) fail(key, value, want string) {
+	p.errs = append(p.errs, fmt.Errorf("annotation %s: %q is not %s", key, value, want))
+}
+
+func (p *parser) boolean(key string) bool {
+	v, ok := p.annotations[key]
+	if !ok || v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(key, v, "true or false")
+		return false
+	}
+	return b
+}
+
+func (p *parser) count(key string) int {
+	v, ok := p.annotations[key]
+	if !ok || v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		p.fail(key, v, "a count (0, 1, 2, ...)")
+		return 0
+	}
+	return n
+}
+
+func (p *parser) time(key string) time.Time {
+	v, ok := p.annotations[key]
+	if !ok || v == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		p.fail(key, v, "an RFC 3339 time")
+		return time.Time{}
+	}
+	return t
+}
+
+func (p *parser) phase() Phase {
+	v := Phase(p.annotations[AnnotationPhase])
+	switch v {
+	case PhaseIdle, PhaseDraining, PhaseRebooting, PhaseFailed:
+		return v
+	}
+	p.fail(AnnotationPhase, string(v), "Draining, Rebooting or Failed")
+	return PhaseFailed
+}
+
+// AgentAnnotations renders the agent-owned part of n as a merge-patch: a nil value
+// removes the annotation, so an idle node carries none of them but last-reboot
+// and the drain back-off.
+func (n Node) AgentAnnotations() map[string]*string {
+	return map[string]*string{
+		AnnotationPhase:             nonEmpty(string(n.Phase)),
+		AnnotationBootIDBefore:      nonEmpty(n.BootIDBefore),
+		AnnotationCordonedByUs:      flag(n.CordonedByUs),
+		AnnotationCycleStarted:      timestamp(n.CycleStarted),
+		AnnotationRebootRequestedAt: timestamp(n.RebootRequestedAt),
+		AnnotationRebootAttempts:    positive(n.RebootAttempts),
+		AnnotationRetryAfter:        timestamp(n.RetryAfter),
+		AnnotationDrainFailures:     positive(n.DrainFailures),
+		AnnotationLastReboot:        timestamp(n.LastReboot),
+	}
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func flag(b bool) *string {
+	if !b {
+		return nil
+	}
+	return nonEmpty("true")
+}
+
+func positive(n int) *string {
+	if n <= 0 {
+		return nil
+	}
+	return nonEmpty(strconv.Itoa(n))
+}
+
+func timestamp(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	return nonEmpty(t.UTC().Format(time.RFC3339Nano))
+}
