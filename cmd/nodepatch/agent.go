@@ -1,0 +1,87 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nodepatch/nodepatch/pkg/agent"
+)
+
+func newAgentCommand() *cobra.Command {
+	o := agent.Options{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the per-node agent (the DaemonSet's container)",
+		Long: "Run the per-node agent. Every flag can also be set with an environment variable\n" +
+			"NODEPATCH_<FLAG> (for --drain-timeout: NODEPATCH_DRAIN_TIMEOUT); the command line wins.",
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			_, err := o.Validate()
+			return err
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return agent.Start(cmd.Context(), o, newLogger(o.LogFormat))
+		},
+	}
+	bindAgentFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
+	f.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
+	f.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the lock's Leases (default $POD_NAMESPACE)")
+	f.StringVar(&o.LockName, "lock-name", "nodepatch-lock", "name of the lock: header Lease NAME, slots NAME-0 … NAME-(concurrency-1)")
+	f.IntVar(&o.Concurrency, "concurrency", 1, "how many nodes may be in a reboot cycle at once")
+	f.DurationVar(&o.Period, "period", time.Minute, "how often the host is asked whether it needs a reboot (jittered ±10%)")
+	f.DurationVar(&o.LockTTL, "lock-ttl", 0, "take a slot from a holder that has not renewed it for this long; 0 never does (a node that did not come back halts the rollout)")
+
+	f.StringVar(&o.SentinelFile, "sentinel-file", "/var/run/reboot-required", "host file whose existence means a reboot is needed (resolved inside --host-root)")
+	f.StringVar(&o.SentinelCommand, "sentinel-command", "", "host command (/bin/sh -c) whose exit status 0 means a reboot is needed")
+	f.StringVar(&o.BootIDFile, "boot-id-file", "/proc/sys/kernel/random/boot_id", "file holding the kernel's boot id")
+	f.StringVar(&o.RebootMethod, "reboot-method", "systemd", "how to reboot: systemd (reboot.target over D-Bus) or command")
+	f.StringVar(&o.RebootCommand, "reboot-command", "", "host command (/bin/sh -c) that reboots, with --reboot-method=command")
+	f.DurationVar(&o.RebootTimeout, "reboot-timeout", 10*time.Minute, "a boot id unchanged this long after a reboot request means the reboot did not happen")
+
+	f.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "give up a drain after this long: undo the cordon, release the lock, retry later")
+	f.IntVar(&o.DrainGracePeriod, "drain-grace-period", -1, "seconds each evicted pod gets to stop; -1 uses the pod's own")
+	f.StringVar(&o.DrainPodSelector, "drain-pod-selector", "", "evict only pods matching this label selector")
+	f.DurationVar(&o.DrainRetryBackoff, "drain-retry-backoff", time.Minute, "wait after a failed drain; doubles with each further failure, up to an hour")
+	f.BoolVar(&o.RebootAfterDrainTimeout, "reboot-after-drain-timeout", false, "reboot even when the drain timed out (PodDisruptionBudgets may then be broken)")
+
+	f.StringVar(&o.RebootDays, "reboot-days", "mon,tue,wed,thu,fri,sat,sun", "days a reboot may start on")
+	f.StringVar(&o.StartTime, "start-time", "00:00", "start of the daily maintenance window (HH:MM)")
+	f.StringVar(&o.EndTime, "end-time", "24:00", "end of the daily maintenance window (HH:MM); before --start-time wraps past midnight")
+	f.StringVar(&o.TimeZone, "time-zone", "UTC", "time zone of the maintenance window (IANA name)")
+
+	f.StringVar(&o.MetricsAddress, "metrics-address", ":8080", "address serving /metrics, /healthz and /readyz")
+	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&o.DryRun, "dry-run", false, "walk the whole decision path and say what would be done; change nothing and reboot nothing")
+
+	f.StringVar(&o.HostRoot, "host-root", "/", "where the host's / is seen, for sentinel paths and --host-exec=direct")
+	f.StringVar(&o.HostExec, "host-exec", "systemd", "how host commands run: systemd (transient units over D-Bus) or direct (local processes)")
+	f.StringVar(&o.DBusAddress, "dbus-address", "", "D-Bus system bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
+	f.StringVar(&o.OutputDir, "output-dir", "/var/lib/nodepatch", "host folder where host commands' output is written (shared with the agent)")
+
+	f.StringVar(&o.Patch, "patch", "security", "which package updates to apply: off, security or all")
+	f.DurationVar(&o.PatchInterval, "patch-interval", 24*time.Hour, "how often to look for and apply package updates")
+	f.DurationVar(&o.PatchTimeout, "patch-timeout", 30*time.Minute, "bound on one package manager run")
+	f.StringSliceVar(&o.PatchExclude, "patch-exclude", agent.DefaultPatchExclude, "packages never upgraded (Kubernetes runtime packages by default)")
+	f.BoolVar(&o.PatchUnderLock, "patch-under-lock", false, "take a lock slot and drain before applying updates (for hosts where upgrades restart services)")
+}
+
+func newLogger(format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

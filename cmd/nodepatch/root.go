@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nodepatch/nodepatch/pkg/version"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nodepatch",
+		Short:         "Patch node OS packages and reboot Kubernetes nodes safely, a few at a time",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newAgentCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newVersionCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
+	}
+}
+
+// envName is the environment variable that stands in for a flag.
+func envName(flag string) string {
+	return "NODEPATCH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its NODEPATCH_*
+// variable, if set. A bad value is an error naming the variable and the value.
+func applyEnv(flags *pflag.FlagSet) error {
+	var err error
+	flags.VisitAll(func(f *pflag.Flag) {
+		value, ok := os.LookupEnv(envName(f.Name))
+		if err != nil || f.Changed || !ok {
+			return
+		}
+		if setErr := flags.Set(f.Name, value); setErr != nil {
+			err = fmt.Errorf("%s=%q: %w", envName(f.Name), value, setErr)
+		}
+	})
+	return err
+}

@@ -1,0 +1,306 @@
+// Package agent is the per-node reboot cycle: it observes its Node, the lock and
+// the host, asks Decide for the next step, and carries that step out through small
+// interfaces. All state that must survive a restart is on the Node and the Lease;
+// what the agent keeps in memory is only a cache of what it can read again.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/pkg/lock"
+	"github.com/nodepatch/nodepatch/pkg/metrics"
+	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/schedule"
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+// NodeReader reads the agent's own Node, from an informer's cache.
+type NodeReader interface {
+	Get() (*corev1.Node, error)
+}
+
+// NodeWriter changes the agent's own Node.
+type NodeWriter interface {
+	Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error)
+	Drain(ctx context.Context, opts nodeops.DrainOptions) error
+	PodsToEvict(ctx context.Context, opts nodeops.DrainOptions) ([]string, error)
+}
+
+// Lock is the cluster-wide semaphore.
+type Lock interface {
+	Snapshot() (lock.Snapshot, error)
+	TryAcquire(ctx context.Context) (string, bool, error)
+	Release(ctx context.Context) error
+	Renew(ctx context.Context) error
+	HoldsNow(ctx context.Context) (bool, error)
+}
+
+// RebootDetector tells whether the host needs a reboot.
+type RebootDetector interface {
+	RebootRequired(ctx context.Context) (host.RebootCheck, error)
+}
+
+// BootIDReader reads the host's current boot id.
+type BootIDReader interface {
+	BootID(ctx context.Context) (string, error)
+}
+
+// Rebooter asks the host to reboot.
+type Rebooter interface {
+	Reboot(ctx context.Context) error
+}
+
+// Config is everything the agent needs, effects included.
+type Config struct {
+	NodeName string
+	Limits   Limits
+	Drain    nodeops.DrainOptions
+	// DrainRetryBackoff is the wait after the first failed drain; it doubles with
+	// each further failure, up to MaxDrainRetryBackoff.
+	DrainRetryBackoff    time.Duration
+	MaxDrainRetryBackoff time.Duration
+	// RebootAfterDrainTimeout reboots even when the drain timed out.
+	RebootAfterDrainTimeout bool
+	// Period is how often the host is asked whether it needs a reboot (jittered).
+	Period  time.Duration
+	LockTTL time.Duration
+	Window  schedule.Window
+	DryRun  bool
+	Clock   func() time.Time
+
+	Node     NodeReader
+	Nodes    NodeWriter
+	Lock     Lock
+	Detector RebootDetector
+	BootID   BootIDReader
+	Rebooter Rebooter
+	Patcher  Patcher // nil: no patching
+	Events   record.EventRecorder
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+}
+
+// Agent runs the cycle for one node.
+type Agent struct {
+	cfg     Config
+	trigger chan struct{}
+
+	host          HostView
+	nextHostCheck time.Time
+	// issued names the reboot attempt ("bootid/attempt") this process asked for.
+	issued string
+	// told holds the last message of each once-only Event reason.
+	told  map[string]string
+	dry   *dryRun
+	patch patchState
+}
+
+// New checks cfg and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.NodeName == "" || cfg.Node == nil || cfg.Nodes == nil || cfg.Lock == nil || cfg.Detector == nil ||
+		cfg.BootID == nil || cfg.Rebooter == nil || cfg.Events == nil || cfg.Metrics == nil || cfg.Log == nil {
+		return nil, errors.New("agent: node name and every effect (node, lock, detector, boot id, rebooter, events, metrics, log) must be set")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Limits.MaxRebootAttempts < 1 {
+		cfg.Limits.MaxRebootAttempts = 2
+	}
+	a := &Agent{cfg: cfg, trigger: make(chan struct{}, 1)}
+	if cfg.DryRun {
+		a.dry = &dryRun{}
+	}
+	return a, nil
+}
+
+// Trigger asks the agent to look again soon; informer handlers call it. It never blocks.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends: on every trigger, when the step's deadline comes,
+// and every period.
+func (a *Agent) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		until := a.reconcile(ctx)
+		timer.Reset(a.sleepFor(until))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.trigger:
+		case <-timer.C:
+		}
+	}
+}
+
+// sleepFor is the time to the step's deadline, or to the next host check.
+func (a *Agent) sleepFor(until time.Time) time.Duration {
+	next := a.nextHostCheck
+	if !until.IsZero() && until.Before(next) {
+		next = until
+	}
+	if a.cfg.LockTTL > 0 {
+		if renew := a.cfg.Clock().Add(a.cfg.LockTTL / 3); renew.Before(next) {
+			next = renew
+		}
+	}
+	return max(next.Sub(a.cfg.Clock()), 10*time.Millisecond)
+}
+
+// reconcile takes steps until one has to wait, and returns when to look again.
+func (a *Agent) reconcile(ctx context.Context) time.Time {
+	const maxSteps = 16 // a full cycle is fewer; this only bounds a bug
+	for range maxSteps {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		if a.dry != nil && a.cfg.Clock().Before(a.dry.restUntil) {
+			return a.dry.restUntil
+		}
+		obs, err := a.observe(ctx)
+		if err != nil {
+			a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
+			return a.cfg.Clock().Add(time.Second)
+		}
+		step := Decide(obs)
+		a.record(obs, step)
+		progressed, err := a.execute(ctx, obs, step)
+		if err != nil {
+			a.cfg.Log.Error("step failed; will retry", "action", step.Action.String(), "err", err)
+			a.warn("StepFailed", "%s failed: %v", step.Action, err)
+			return a.cfg.Clock().Add(2 * time.Second)
+		}
+		if !progressed {
+			return step.Until
+		}
+		a.forgetEvents()
+	}
+	return a.cfg.Clock().Add(time.Second)
+}
+
+// observe gathers an Observation from the caches and the host.
+func (a *Agent) observe(ctx context.Context) (Observation, error) {
+	now := a.cfg.Clock()
+	node, err := a.cfg.Node.Get()
+	if err != nil {
+		return Observation{}, fmt.Errorf("reading node %s from the cache: %w", a.cfg.NodeName, err)
+	}
+	st, parseErr := state.Parse(node.Annotations)
+	if parseErr != nil {
+		a.cfg.Metrics.AnnotationErrors.Inc()
+		a.warnOnce("InvalidAnnotation", "ignoring malformed annotation value: %v", parseErr)
+	}
+	snap, err := a.cfg.Lock.Snapshot()
+	if err != nil {
+		return Observation{}, err
+	}
+	if err := a.refreshHost(ctx, now); err != nil {
+		return Observation{}, err
+	}
+	obs := Observation{
+		Now:        now,
+		Node:       nodeView(node, st),
+		Lock:       LockView{PauseReason: snap.PauseReason, Holders: snap.Describe()},
+		Host:       a.host,
+		WindowOpen: a.cfg.Window.Contains(now),
+		NextWindow: a.cfg.Window.NextOpen(now),
+		Limits:     a.cfg.Limits,
+	}
+	_, obs.Lock.Held = snap.Held(a.cfg.NodeName)
+	obs.Host.RebootIssued = a.issued != "" && a.issued == attemptKey(st)
+	if a.dry != nil {
+		a.dry.overlay(&obs)
+	}
+	return obs, nil
+}
+
+func nodeView(node *corev1.Node, st state.Node) NodeView {
+	v := NodeView{State: st, Tainted: nodeops.HasTaint(node), ReportedBootID: node.Status.NodeInfo.BootID}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			v.Ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	return v
+}
+
+func attemptKey(st state.Node) string {
+	return fmt.Sprintf("%s/%d", st.BootIDBefore, st.RebootAttempts)
+}
+
+// refreshHost reads the boot id every time (it is cheap and decides the reboot's
+// success) and asks whether a reboot is needed once a period.
+func (a *Agent) refreshHost(ctx context.Context, now time.Time) error {
+	bootID, err := a.cfg.BootID.BootID(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the host's boot id: %w", err)
+	}
+	a.host.BootID = bootID
+	if now.Before(a.nextHostCheck) {
+		return nil
+	}
+	a.nextHostCheck = now.Add(jitter(a.cfg.Period))
+	a.runPatch(ctx, now)
+	check, err := a.cfg.Detector.RebootRequired(ctx)
+	if err != nil {
+		// Keep the last answer: a flaky check must not start or cancel a cycle.
+		a.warnOnce("RebootCheckFailed", "cannot tell whether the host needs a reboot: %v", err)
+		return nil
+	}
+	if check.Required && !a.host.RebootRequired {
+		a.normal("RebootRequired", "the host needs a reboot: %v %v", check.Reasons, check.Packages)
+	}
+	a.host.RebootRequired, a.host.Reasons = check.Required, append(check.Reasons, check.Packages...)
+	return nil
+}
+
+// forgetHost makes the next observation ask the host again, after a cycle.
+func (a *Agent) forgetHost() {
+	a.nextHostCheck = time.Time{}
+	a.host.RebootRequired = false
+}
+
+// jitter spreads checks over ±10% of the period, so that agents started together
+// do not ask at the same moment.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Minute
+	}
+	spread := int64(d) / 5
+	if spread == 0 {
+		return d
+	}
+	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread))
+}
+
+// record updates the metrics that follow from a decision.
+func (a *Agent) record(obs Observation, step Step) {
+	m := a.cfg.Metrics
+	m.RebootRequired.Set(boolGauge(obs.rebootNeeded()))
+	m.LockHeld.Set(boolGauge(obs.Lock.Held))
+	m.SetPhase(step.Phase)
+	m.SetBlocked(step.Blocked)
+	m.SetCycleStart(obs.Node.State.CycleStarted)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

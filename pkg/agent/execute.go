@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+// execute carries out one step. It reports whether the step changed anything, in
+// which case the agent observes and decides again at once.
+func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, error) {
+	if a.dry != nil {
+		return a.dry.execute(ctx, a, obs, step)
+	}
+	switch step.Action {
+	case ActNone, ActWaitReady:
+		return false, nil
+	case ActWait:
+		a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
+		return false, nil
+	case ActHalt:
+		a.warnOnce("RebootFailed", "%s", step.Reason)
+		return false, nil
+	case ActAcquire:
+		return a.acquire(ctx, obs)
+	case ActReleaseSlot:
+		return true, a.release(ctx, step.Reason)
+	case ActCleanup:
+		return true, a.endCycle(ctx, step.Reason, endOptions{})
+	case ActBeginCycle:
+		return true, a.beginCycle(ctx, obs)
+	case ActDrain:
+		return true, a.drain(ctx, obs)
+	case ActAbortCycle:
+		a.warn("CycleAborted", "%s; undoing taint and cordon", step.Reason)
+		return true, a.endCycle(ctx, step.Reason, endOptions{release: true})
+	case ActReboot:
+		return false, a.reboot(ctx, obs)
+	case ActRetryReboot:
+		return true, a.retryReboot(ctx, obs, step.Reason)
+	case ActFailReboot:
+		return true, a.failReboot(ctx, step.Reason)
+	case ActFinish:
+		return true, a.finish(ctx, obs)
+	}
+	return false, fmt.Errorf("unknown action %d", step.Action)
+}
+
+func (a *Agent) acquire(ctx context.Context, obs Observation) (bool, error) {
+	slot, won, err := a.cfg.Lock.TryAcquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("taking a lock slot: %w", err)
+	}
+	if !won {
+		a.normalOnce("WaitingForLock", "reboot needed; waiting for a lock slot (%s)", obs.Lock.Holders)
+		return false, nil
+	}
+	a.normal("LockAcquired", "took lock slot %s", slot)
+	return true, nil
+}
+
+func (a *Agent) release(ctx context.Context, why string) error {
+	if err := a.cfg.Lock.Release(ctx); err != nil {
+		return fmt.Errorf("releasing the lock slot: %w", err)
+	}
+	a.normal("LockReleased", "released the lock slot: %s", why)
+	return nil
+}
+
+// updateState changes the node's nodepatch state and, through mutate, anything else
+// on it, in one conflict-checked update. It parses the state afresh from what it
+// read, so a retry after a conflict never works from a stale copy.
+func (a *Agent) updateState(ctx context.Context, mutate func(*corev1.Node, *state.Node)) error {
+	_, err := a.cfg.Nodes.Update(ctx, func(node *corev1.Node) error {
+		st, _ := state.Parse(node.Annotations)
+		mutate(node, &st)
+		nodeops.SetAgentState(node, st)
+		return nil
+	})
+	return err
+}
+
+// beginCycle records the cycle, taints and cordons in one update. Whether the node
+// was already cordoned is read in that same update, so nodepatch only ever lifts
+// a cordon it made.
+func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
+	now := a.cfg.Clock()
+	err := a.updateState(ctx, func(node *corev1.Node, st *state.Node) {
+		if st.Phase != state.PhaseIdle {
+			return
+		}
+		st.Phase = state.PhaseDraining
+		st.CordonedByUs = !node.Spec.Unschedulable
+		st.CycleStarted = now
+		st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = "", time.Time{}, 0
+		nodeops.AddTaint(node, now)
+		node.Spec.Unschedulable = true
+	})
+	if err != nil {
+		return fmt.Errorf("tainting and cordoning: %w", err)
+	}
+	a.cfg.Metrics.SetCycleStart(now)
+	a.normal("CycleStarted", "tainted %s and cordoned; draining (%s)", state.TaintKey, strings.TrimPrefix(obs.Lock.Holders, "held by "))
+	return nil
+}
+
+// drain drains the node and, when it worked, records the boot id and the phase
+// Rebooting before anything asks the host to reboot: after a crash the agent
+// knows which boot it is leaving.
+func (a *Agent) drain(ctx context.Context, obs Observation) error {
+	start := a.cfg.Clock()
+	err := a.cfg.Nodes.Drain(ctx, a.cfg.Drain)
+	if err != nil && ctx.Err() != nil {
+		return err
+	}
+	if err != nil && !(a.cfg.RebootAfterDrainTimeout && isTimeout(err)) {
+		return a.drainFailed(ctx, err)
+	}
+	if err != nil {
+		a.warn("DrainTimedOut", "drain timed out; rebooting anyway as configured: %v", err)
+	} else {
+		a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
+		a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
+	}
+	now := a.cfg.Clock()
+	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) {
+		st.Phase = state.PhaseRebooting
+		st.BootIDBefore = obs.Host.BootID
+		st.RebootRequestedAt = now
+		st.RebootAttempts = 1
+	})
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "global timeout reached")
+}
+
+func (a *Agent) drainFailed(ctx context.Context, cause error) error {
+	a.cfg.Metrics.DrainFailures.Inc()
+	failures := 0
+	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {
+		st.DrainFailures++
+		failures = st.DrainFailures
+		st.RetryAfter = a.cfg.Clock().Add(a.backoff(st.DrainFailures))
+	})
+	if err != nil {
+		return err
+	}
+	a.warn("DrainFailed", "drain failed (failure %d); uncordoned, released the lock, retrying after %s: %v",
+		failures, a.backoff(failures), cause)
+	return nil
+}
+
+func (a *Agent) backoff(failures int) time.Duration {
+	d := a.cfg.DrainRetryBackoff
+	for i := 1; i < failures && d < a.cfg.MaxDrainRetryBackoff; i++ {
+		d *= 2
+	}
+	if a.cfg.MaxDrainRetryBackoff > 0 {
+		d = min(d, a.cfg.MaxDrainRetryBackoff)
+	}
+	return d
+}
+
+// reboot asks the host to reboot, after asking the API server (not the cache)
+// that this node holds a slot: never a reboot without the lock.
+func (a *Agent) reboot(ctx context.Context, obs Observation) error {
+	held, err := a.cfg.Lock.HoldsNow(ctx)
+	if err != nil {
+		return fmt.Errorf("confirming the lock before rebooting: %w", err)
+	}
+	if !held {
+		return errors.New("the lock slot is not held according to the API server; not rebooting")
+	}
+	a.issued = attemptKey(obs.Node.State)
+	a.normal("Rebooting", "rebooting (attempt %d, boot id %s)", obs.Node.State.RebootAttempts, obs.Host.BootID)
+	if err := a.cfg.Rebooter.Reboot(ctx); err != nil {
+		a.warn("RebootRequestFailed", "the host refused the reboot request: %v", err)
+	}
+	return nil
+}
+
+func (a *Agent) retryReboot(ctx context.Context, obs Observation, why string) error {
+	now := a.cfg.Clock()
+	a.warn("RebootRetry", "%s; trying again", why)
+	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) {
+		if st.BootIDBefore == "" {
+			st.BootIDBefore = obs.Host.BootID
+		}
+		st.RebootAttempts++
+		st.RebootRequestedAt = now
+	})
+}
+
+// failReboot halts: the node keeps its taint, cordon and slot, so that a node that
+// cannot reboot stops the rollout instead of letting others follow it down.
+func (a *Agent) failReboot(ctx context.Context, why string) error {
+	a.cfg.Metrics.Reboots.WithLabelValues("failed").Inc()
+	a.warn("RebootFailed", "%s; keeping the lock slot and the cordon until an operator looks (remove annotation %s to retry)",
+		why, state.AnnotationPhase)
+	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase = state.PhaseFailed })
+}
+
+func (a *Agent) finish(ctx context.Context, obs Observation) error {
+	now := a.cfg.Clock()
+	out := now.Sub(obs.Node.State.CycleStarted)
+	err := a.endCycleWith(ctx, endOptions{release: true, rebooted: true}, func(st *state.Node) {
+		st.LastReboot = now
+		st.DrainFailures, st.RetryAfter = 0, time.Time{}
+	})
+	if err != nil {
+		return err
+	}
+	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
+	if !obs.Node.State.CycleStarted.IsZero() {
+		a.cfg.Metrics.OutOfService.Observe(out.Seconds())
+	}
+	a.normal("RebootSucceeded", "rebooted (boot id %s → %s) and Ready; node was out of service for %s",
+		obs.Node.State.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
+	return nil
+}
+
+type endOptions struct {
+	release  bool // give the lock slot back
+	rebooted bool // the cycle rebooted the host: clear the force annotation
+}
+
+func (a *Agent) endCycle(ctx context.Context, why string, opts endOptions) error {
+	if err := a.endCycleWith(ctx, opts, nil); err != nil {
+		return err
+	}
+	a.cfg.Log.Info("cycle ended", "why", why)
+	return nil
+}
+
+// endCycleWith removes nodepatch's taint, lifts the cordon only if nodepatch made
+// it, resets the cycle's state (adjust may change what stays), then releases the
+// slot. The node is cleaned before the slot goes, so that a crash in between
+// leaves a held slot on a clean idle node, which the next start releases.
+func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*state.Node)) error {
+	err := a.updateState(ctx, func(node *corev1.Node, st *state.Node) {
+		nodeops.RemoveTaint(node)
+		if st.CordonedByUs {
+			node.Spec.Unschedulable = false
+		}
+		if opts.rebooted {
+			delete(node.Annotations, state.AnnotationForceReboot)
+		}
+		*st = state.Node{LastReboot: st.LastReboot, DrainFailures: st.DrainFailures, RetryAfter: st.RetryAfter}
+		if adjust != nil {
+			adjust(st)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("removing taint and cordon: %w", err)
+	}
+	a.cfg.Metrics.SetCycleStart(time.Time{})
+	a.forgetHost()
+	if opts.release {
+		return a.release(ctx, "cycle ended")
+	}
+	return nil
+}

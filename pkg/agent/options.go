@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/pkg/host/systemd"
+	"github.com/nodepatch/nodepatch/pkg/metrics"
+	"github.com/nodepatch/nodepatch/pkg/reboot"
+	"github.com/nodepatch/nodepatch/pkg/schedule"
+)
+
+// Options are the agent's settings, one per flag of `nodepatch agent`.
+type Options struct {
+	NodeName    string
+	Kubeconfig  string
+	Namespace   string
+	LockName    string
+	Concurrency int
+	Period      time.Duration
+	LockTTL     time.Duration
+
+	SentinelFile    string
+	SentinelCommand string
+	BootIDFile      string
+	RebootMethod    string
+	RebootCommand   string
+	RebootTimeout   time.Duration
+
+	DrainTimeout            time.Duration
+	DrainGracePeriod        int
+	DrainPodSelector        string
+	DrainRetryBackoff       time.Duration
+	RebootAfterDrainTimeout bool
+
+	RebootDays string
+	StartTime  string
+	EndTime    string
+	TimeZone   string
+
+	MetricsAddress string
+	LogFormat      string
+	DryRun         bool
+
+	HostRoot    string
+	HostExec    string
+	DBusAddress string
+	OutputDir   string
+
+	Patch          string
+	PatchInterval  time.Duration
+	PatchTimeout   time.Duration
+	PatchExclude   []string
+	PatchUnderLock bool
+}
+
+// DefaultPatchExclude are the Kubernetes runtime packages: they are upgraded with
+// the cluster, never behind its back.
+var DefaultPatchExclude = []string{"kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools", "containerd",
+	"containerd.io", "cri-o", "docker-ce", "docker-ce-cli", "docker.io", "moby-engine", "runc"}
+
+// Validate checks every option and returns the parsed maintenance window. Each
+// error names the flag and the bad value.
+func (o Options) Validate() (schedule.Window, error) {
+	var errs []error
+	bad := func(flag string, value any, why string) {
+		errs = append(errs, fmt.Errorf("--%s %q: %s", flag, fmt.Sprint(value), why))
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.NodeName); o.NodeName == "" || len(msgs) > 0 {
+		bad("node-name", o.NodeName, "want the Node's name (set --node-name or NODE_NAME)")
+	}
+	if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		bad("namespace", o.Namespace, "want a namespace name (set --namespace or POD_NAMESPACE)")
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.LockName); len(msgs) > 0 {
+		bad("lock-name", o.LockName, strings.Join(msgs, "; "))
+	}
+	if o.Concurrency < 1 || o.Concurrency > 1000 {
+		bad("concurrency", o.Concurrency, "want 1 to 1000 nodes at once")
+	}
+	positive := map[string]time.Duration{"period": o.Period, "reboot-timeout": o.RebootTimeout,
+		"drain-timeout": o.DrainTimeout, "drain-retry-backoff": o.DrainRetryBackoff}
+	for flag, d := range positive {
+		if d <= 0 {
+			bad(flag, d, "want a positive duration")
+		}
+	}
+	if o.LockTTL < 0 {
+		bad("lock-ttl", o.LockTTL, "want 0 (never reclaim a live node's slot) or a positive duration")
+	}
+	if o.DrainGracePeriod < -1 {
+		bad("drain-grace-period", o.DrainGracePeriod, "want -1 (each pod's own) or seconds")
+	}
+	if _, err := labels.Parse(o.DrainPodSelector); err != nil {
+		bad("drain-pod-selector", o.DrainPodSelector, err.Error())
+	}
+	o.validateHost(bad)
+	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return window, errors.Join(errs...)
+}
+
+func (o Options) validateHost(bad func(string, any, string)) {
+	switch o.RebootMethod {
+	case "systemd":
+	case "command":
+		if strings.TrimSpace(o.RebootCommand) == "" {
+			bad("reboot-command", o.RebootCommand, "--reboot-method=command needs a command")
+		}
+	default:
+		bad("reboot-method", o.RebootMethod, "want systemd or command")
+	}
+	if o.HostExec != "systemd" && o.HostExec != "direct" {
+		bad("host-exec", o.HostExec, "want systemd or direct")
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		bad("log-format", o.LogFormat, "want text or json")
+	}
+	if !strings.HasPrefix(o.HostRoot, "/") {
+		bad("host-root", o.HostRoot, "want an absolute path")
+	}
+	if o.BootIDFile == "" {
+		bad("boot-id-file", o.BootIDFile, "want the path of the kernel's boot id")
+	}
+	if o.SentinelFile == "" && o.SentinelCommand == "" {
+		bad("sentinel-file", o.SentinelFile, "set a sentinel file or a sentinel command, or nothing tells when to reboot")
+	}
+	switch o.Patch {
+	case "off", "security", "all":
+	default:
+		bad("patch", o.Patch, "want off, security or all")
+	}
+	if o.Patch != "off" && (o.PatchInterval <= 0 || o.PatchTimeout <= 0) {
+		bad("patch-interval", fmt.Sprintf("%s/%s", o.PatchInterval, o.PatchTimeout), "--patch-interval and --patch-timeout must be positive")
+	}
+}
+
+// hostRunner runs host commands: as systemd transient units (the default, no
+// privileged container needed) or as local processes.
+func (o Options) hostRunner(log *slog.Logger) (host.Runner, error) {
+	if o.HostExec == "direct" {
+		return host.NewDirectRunner(o.HostRoot), nil
+	}
+	r := &systemd.Runner{Address: o.DBusAddress, OutputDir: o.OutputDir}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("--host-exec=systemd: %w", err)
+	}
+	log.Debug("host commands run as systemd transient units", "outputDir", o.OutputDir)
+	return r, nil
+}
+
+func (o Options) rebooter(runner host.Runner, log *slog.Logger) (Rebooter, error) {
+	if o.RebootMethod == "command" {
+		return &reboot.Command{Runner: runner, Script: o.RebootCommand}, nil
+	}
+	return &reboot.Systemd{Address: o.DBusAddress, Logger: log}, nil
+}
+
+// patcher is nil while patching is off.
+func (o Options) patcher(host.Runner, *metrics.Metrics, *slog.Logger) Patcher {
+	return nil
+}

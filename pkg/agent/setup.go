@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/pkg/lock"
+	"github.com/nodepatch/nodepatch/pkg/metrics"
+	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/version"
+)
+
+// Start wires the agent to a cluster and a host from validated options and runs it
+// until ctx ends.
+func Start(ctx context.Context, o Options, log *slog.Logger) error {
+	window, err := o.Validate()
+	if err != nil {
+		return err
+	}
+	client, err := NewClient(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	m := metrics.New(o.NodeName, version.Version)
+	ready := &atomic.Bool{}
+	srv, err := serveMetrics(o.MetricsAddress, m, ready, log)
+	if err != nil {
+		return err
+	}
+	defer shutdown(srv)
+
+	factories := newInformers(client, o)
+	nodeInformer := factories.node.Core().V1().Nodes()
+	leaseInformer := factories.lease.Coordination().V1().Leases()
+	sem, err := lock.New(lock.Config{
+		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Identity: o.NodeName, TTL: o.LockTTL,
+		NodeExists: nodeExists(client),
+	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), time.Now)
+	if err != nil {
+		return err
+	}
+	events, stopEvents := newRecorder(client, o.NodeName)
+	defer stopEvents()
+	runner, err := o.hostRunner(log)
+	if err != nil {
+		return err
+	}
+	rebooter, err := o.rebooter(runner, log)
+	if err != nil {
+		return err
+	}
+	a, err := New(Config{
+		NodeName: o.NodeName,
+		Limits:   Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2},
+		Drain: nodeops.DrainOptions{Timeout: o.DrainTimeout, GracePeriod: o.DrainGracePeriod,
+			PodSelector: o.DrainPodSelector, Log: slogWriter{log}},
+		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
+		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
+		Period:                  o.Period, LockTTL: o.LockTTL, Window: window, DryRun: o.DryRun,
+		Node:     cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
+		Nodes:    &nodeops.Node{Client: client, Name: o.NodeName},
+		Lock:     sem,
+		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand, Runner: runner},
+		BootID:   bootIDFile(o.BootIDFile),
+		Rebooter: rebooter,
+		Patcher:  o.patcher(runner, m, log),
+		Events:   events,
+		Metrics:  m,
+		Log:      log,
+	})
+	if err != nil {
+		return err
+	}
+	trigger := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.Trigger() },
+		UpdateFunc: func(any, any) { a.Trigger() },
+		DeleteFunc: func(any) { a.Trigger() },
+	}
+	if _, err := nodeInformer.Informer().AddEventHandler(trigger); err != nil {
+		return fmt.Errorf("watching node %s: %w", o.NodeName, err)
+	}
+	if _, err := leaseInformer.Informer().AddEventHandler(trigger); err != nil {
+		return fmt.Errorf("watching the lock leases: %w", err)
+	}
+	factories.start(ctx)
+	if err := factories.wait(ctx, nodeInformer.Informer(), leaseInformer.Informer()); err != nil {
+		return err
+	}
+	if _, err := nodeInformer.Lister().Get(o.NodeName); err != nil {
+		return fmt.Errorf("--node-name %q: no such Node in the cluster: %w", o.NodeName, err)
+	}
+	if !o.DryRun {
+		if err := sem.EnsureHeader(ctx); err != nil {
+			return err
+		}
+	}
+	ready.Store(true)
+	log.Info("agent started", "node", o.NodeName, "version", version.Version, "concurrency", o.Concurrency,
+		"window", window.String(), "dryRun", o.DryRun)
+	go renewWhileHeld(ctx, sem, o.LockTTL, log)
+	return a.Run(ctx)
+}
+
+// NewClient builds a clientset from a kubeconfig file, or in-cluster when it is empty.
+func NewClient(kubeconfig string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
+	}
+	cfg.UserAgent = "nodepatch/" + version.Version
+	return kubernetes.NewForConfig(cfg)
+}
+
+type informerFactories struct {
+	node, lease informers.SharedInformerFactory
+}
+
+// newInformers watches only the agent's own Node (field selector) and the lock's
+// Leases (label selector): nothing cluster-wide in steady state.
+func newInformers(client kubernetes.Interface, o Options) informerFactories {
+	const resync = 0 // events, not resyncs, drive the agent; the period timer covers the host
+	return informerFactories{
+		node: informers.NewSharedInformerFactoryWithOptions(client, resync,
+			informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+				lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", o.NodeName).String()
+			})),
+		lease: informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithNamespace(o.Namespace),
+			informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+				lo.LabelSelector = lock.Selector(o.LockName).String()
+			})),
+	}
+}
+
+func (f informerFactories) start(ctx context.Context) {
+	f.node.Start(ctx.Done())
+	f.lease.Start(ctx.Done())
+}
+
+func (f informerFactories) wait(ctx context.Context, informers ...cache.SharedIndexInformer) error {
+	synced := make([]cache.InformerSynced, len(informers))
+	for i, inf := range informers {
+		synced[i] = inf.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return errors.New("the node and lease caches did not sync before shutdown")
+	}
+	return nil
+}
+
+type cachedNode struct {
+	lister interface {
+		Get(name string) (*corev1.Node, error)
+	}
+	name string
+}
+
+func (c cachedNode) Get() (*corev1.Node, error) { return c.lister.Get(c.name) }
+
+func nodeExists(client kubernetes.Interface) func(context.Context, string) (bool, error) {
+	return func(ctx context.Context, name string) (bool, error) {
+		_, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
+
+type bootIDFile string
+
+func (f bootIDFile) BootID(context.Context) (string, error) { return host.ReadBootID(string(f)) }
+
+// newRecorder records Events on the Node through the core Events API.
+func newRecorder(client kubernetes.Interface, node string) (record.EventRecorder, func()) {
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodepatch", Host: node})
+	return recorder, broadcaster.Shutdown
+}
+
+// renewWhileHeld refreshes the held slot's renew time, which only a lock TTL reads.
+func renewWhileHeld(ctx context.Context, sem *lock.Semaphore, ttl time.Duration, log *slog.Logger) {
+	if ttl <= 0 {
+		return
+	}
+	ticker := time.NewTicker(ttl / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := sem.Renew(ctx); err != nil {
+				log.Warn("cannot renew the lock slot", "err", err)
+			}
+		}
+	}
+}
+
+func serveMetrics(addr string, m *metrics.Metrics, ready *atomic.Bool, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-address %q: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("serving metrics", "address", listener.Addr().String())
+	go func() {
+		if err := srv.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
+
+// slogWriter turns the drain helper's progress lines into log records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Info(string(trimNewline(p)), "component", "drain")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
