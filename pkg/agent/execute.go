@@ -250,7 +250,9 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 		if st.CordonedByUs {
 			node.Spec.Unschedulable = false
 		}
-		if opts.rebooted {
+		if opts.rebooted && st.Force {
+			// Only a valid "true" forced this reboot; any other value is the
+			// operator's to fix, and stays.
 			delete(node.Annotations, state.AnnotationForceReboot)
 		}
 		*st = state.Node{LastReboot: st.LastReboot, DrainFailures: st.DrainFailures, RetryAfter: st.RetryAfter}
