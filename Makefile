@@ -1,0 +1,58 @@
+# nodepatch: `make demo` runs a live rolling reboot on a local control plane;
+# `make test` runs every test, end-to-end ones included. Both set up what a fresh
+# machine lacks.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN     := _output/bin
+LDFLAGS := -s -w -X github.com/nodepatch/nodepatch/pkg/version.Version=$(VERSION)
+
+.PHONY: all build demo test unit e2e bench fuzz lint tools deps image manifests clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/nodepatch ./cmd/nodepatch
+
+tools:
+	hack/build-tools.sh
+
+deps:
+	hack/install-deps.sh
+
+demo: tools
+	$(GO) run ./hack/demo
+
+# Every test: unit, host (real apt, dnf, dbus, systemd in nspawn), chart, alerts,
+# and end-to-end on a real API server. Tests build or install what they need.
+test: deps tools lint
+	$(GO) test -count=1 -timeout 45m ./...
+
+unit:
+	$(GO) test -count=1 ./pkg/...
+
+e2e: tools
+	$(GO) test -count=1 -timeout 30m -v ./test/e2e/...
+
+# Benchmarks: a 12-node rollout (ratio to the ideal time) and the hot paths.
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+	$(GO) test -run '^$$' -bench . ./pkg/...
+
+# Short coverage-guided runs of every fuzz target.
+fuzz:
+	hack/fuzz.sh 20s
+
+lint: tools
+	@test -z "$$(gofmt -l cmd pkg test hack)" || (gofmt -l cmd pkg test hack; echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+image:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image needs a running container engine"; exit 1; }
+	docker build --build-arg VERSION=$(VERSION) -t nodepatch:$(VERSION) .
+
+manifests: tools
+	manifests/render.sh
+
+clean:
+	rm -rf _output
