@@ -160,6 +160,11 @@ func (d *Detector) checkNeedsRestarting(ctx context.Context, check *RebootCheck)
 	case 0:
 		return nil
 	case 1:
+		// dnf also exits 1 for an unknown command (no dnf-plugins-core):
+		// only the plugin's own verdict counts.
+		if !strings.Contains(res.Stdout, "Reboot is required") {
+			return fmt.Errorf("needs-restarting (%s) exited 1 without saying a reboot is required: %s", cmd, LastLines(res.Output, 5))
+		}
 		check.Required = true
 		check.Reasons = append(check.Reasons, fmt.Sprintf("%s: core packages updated since boot", cmd))
 		check.addPackages(ParseNeedsRestarting(res.Stdout)...)

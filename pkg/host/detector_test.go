@@ -83,6 +83,11 @@ func TestDetectorNeedsRestarting(t *testing.T) {
 	require.True(t, check.Required)
 	require.Equal(t, []string{"kernel", "glibc"}, check.Packages)
 
+	d.NeedsRestarting = script(`No such command: needs-restarting. Please use /usr/bin/dnf --help\n`, 1)
+	_, err = d.RebootRequired(ctx)
+	require.ErrorContains(t, err, "exited 1 without saying a reboot is required")
+	require.ErrorContains(t, err, "No such command")
+
 	d.NeedsRestarting = script(`Error: bad things\n`, 2)
 	_, err = d.RebootRequired(ctx)
 	require.ErrorContains(t, err, "exited 2")
