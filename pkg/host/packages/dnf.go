@@ -3,6 +3,7 @@ package packages
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -29,7 +30,7 @@ func (d *dnf) isLocked(output string) bool {
 	return false
 }
 
-func (d *dnf) name(op string) string { return strings.TrimPrefix(d.prog, "/usr/bin/") + "-" + op }
+func (d *dnf) name(op string) string { return filepath.Base(d.prog) + "-" + op }
 
 func (d *dnf) refresh(ctx context.Context, x *executor) error {
 	return check(x.run(ctx, d.name("makecache"), d.prog, nil, "-y", "makecache"))

@@ -107,6 +107,9 @@ type Config struct {
 	// LockRetry is the first pause between attempts while the lock is held;
 	// it doubles up to a minute. Zero means 5 seconds.
 	LockRetry time.Duration
+	// Program overrides the package manager's path (/usr/bin/apt-get,
+	// /usr/bin/dnf, /usr/bin/yum).
+	Program string
 	// Env is extra environment for every command (e.g. APT_CONFIG).
 	Env []string
 	// Options are extra options given to every package manager command
@@ -206,11 +209,15 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	m := &Manager{cfg: cfg, kind: kind, busy: make(chan struct{}, 1)}
+	prog := cfg.Program
+	if prog == "" {
+		prog = programs[kind]
+	}
 	switch kind {
 	case KindApt:
-		m.backend = &apt{prog: programs[kind]}
+		m.backend = &apt{prog: prog}
 	case KindDnf, KindYum:
-		m.backend = &dnf{prog: programs[kind]}
+		m.backend = &dnf{prog: prog}
 	default:
 		return nil, fmt.Errorf("packages: unknown package manager %q: want apt, dnf or yum", kind)
 	}
