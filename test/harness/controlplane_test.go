@@ -94,7 +94,7 @@ func bindGroupToNodeReader(t *testing.T, client kubernetes.Interface, group stri
 
 func testKwokNodeLifecycle(t *testing.T, client kubernetes.Interface) {
 	ctx := t.Context()
-	createKwokNode(t, client, "lifecycle-node", "boot-1")
+	createKwokNode(t, client, "lifecycle-node", "boot-1", nil)
 	node := waitNode(t, client, "lifecycle-node", readyIs(corev1.ConditionTrue))
 	require.Equal(t, "boot-1", node.Status.NodeInfo.BootID, "kwok kept the boot id while initialising the node")
 
@@ -110,11 +110,15 @@ func testKwokNodeLifecycle(t *testing.T, client kubernetes.Interface) {
 	require.Equal(t, "boot-2", node.Status.NodeInfo.BootID, "kwok kept the new boot id when the node came back")
 }
 
-func createKwokNode(t *testing.T, client kubernetes.Interface, name, bootID string) {
+func createKwokNode(t *testing.T, client kubernetes.Interface, name, bootID string, labels map[string]string) {
 	t.Helper()
 	_, err := client.CoreV1().Nodes().Create(t.Context(), &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{harness.KwokNodeAnnotation: "fake"}},
-		Status:     corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: bootID}},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      labels,
+			Annotations: map[string]string{harness.KwokNodeAnnotation: "fake"},
+		},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{BootID: bootID}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 }
@@ -156,11 +160,11 @@ func waitNode(t *testing.T, client kubernetes.Interface, name string, cond func(
 func testEvictionRecreates(t *testing.T, client kubernetes.Interface) {
 	ctx := t.Context()
 	for _, name := range []string{"evict-a", "evict-b"} {
-		createKwokNode(t, client, name, "boot-"+name)
+		createKwokNode(t, client, name, "boot-"+name, map[string]string{"pool": "evict"})
 		waitNode(t, client, name, readyIs(corev1.ConditionTrue))
 	}
-	// One replica, pinned to the two nodes of this test.
-	createDeployment(t, client, "web", []string{"evict-a", "evict-b"})
+	// One replica, kept to the two nodes of this test.
+	createDeployment(t, client, "web", map[string]string{"pool": "evict"})
 	first := waitRunningPod(t, client, "app=web", "")
 
 	// Cordon the pod's node, as a drain does, then evict the pod.
@@ -177,14 +181,9 @@ func testEvictionRecreates(t *testing.T, client kubernetes.Interface) {
 	}, waitTimeout, 100*time.Millisecond, "the evicted pod was really deleted")
 }
 
-func createDeployment(t *testing.T, client kubernetes.Interface, name string, nodes []string) {
+func createDeployment(t *testing.T, client kubernetes.Interface, name string, nodeSelector map[string]string) {
 	t.Helper()
 	labels := map[string]string{"app": name}
-	affinity := &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-			MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: nodes}},
-		}}},
-	}}
 	_, err := client.AppsV1().Deployments("default").Create(t.Context(), &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: appsv1.DeploymentSpec{
@@ -193,8 +192,8 @@ func createDeployment(t *testing.T, client kubernetes.Interface, name string, no
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					Affinity:   affinity,
-					Containers: []corev1.Container{{Name: "web", Image: "example.invalid/web:1"}},
+					NodeSelector: nodeSelector,
+					Containers:   []corev1.Container{{Name: "web", Image: "example.invalid/web:1"}},
 				},
 			},
 		},

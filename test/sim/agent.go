@@ -1,0 +1,156 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nodepatch/nodepatch/test/harness"
+)
+
+// StartAgent starts the node's agent (see agentArgs for its command line),
+// its output appended to AgentLogPath. The agent must not be running.
+func (s *Supervisor) StartAgent(name string) error {
+	var proc *harness.Process
+	err := s.withNode(name, func(n *simNode) error {
+		if n.agent != nil {
+			if exited, _ := n.agent.Exited(); !exited {
+				return fmt.Errorf("start agent of %s: already running (pid %d)", name, n.agent.PID())
+			}
+		}
+		p, err := harness.StartProcess(harness.ProcessSpec{
+			Name:    "nodepatch agent " + name,
+			Path:    s.opts.Binary,
+			Args:    s.agentArgs(name, n),
+			LogPath: s.AgentLogPath(name),
+			Env:     agentEnv(),
+		})
+		if err != nil {
+			return err
+		}
+		n.agent, n.killed, proc = p, false, p
+		n.starts++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.logf("%s: agent started (pid %d)", name, proc.PID())
+	s.exits.Add(1)
+	go s.watchExit(name, proc)
+	return nil
+}
+
+// StartAgents starts the agent of every added node.
+func (s *Supervisor) StartAgents() error {
+	for _, name := range s.Nodes() {
+		if err := s.StartAgent(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KillAgent kills the node's agent (SIGKILL to its process group), as a
+// crash or a power cut would, and waits for it to be gone. Killing an agent
+// that is not running does nothing.
+func (s *Supervisor) KillAgent(name string) error {
+	var proc *harness.Process
+	err := s.withNode(name, func(n *simNode) error {
+		proc = n.agent
+		n.killed = true
+		return nil
+	})
+	if err != nil || proc == nil {
+		return err
+	}
+	if exited, _ := proc.Exited(); exited {
+		return nil
+	}
+	if err := proc.Kill(); err != nil {
+		return fmt.Errorf("kill agent of %s: %w", name, err)
+	}
+	s.logf("%s: agent killed (pid %d)", name, proc.PID())
+	return nil
+}
+
+// RestartAgent kills the node's agent if it runs and starts it again.
+func (s *Supervisor) RestartAgent(name string) error {
+	if err := s.KillAgent(name); err != nil {
+		return err
+	}
+	return s.StartAgent(name)
+}
+
+// AgentRunning reports whether the node's agent process is alive.
+func (s *Supervisor) AgentRunning(name string) bool {
+	running := false
+	_ = s.withNode(name, func(n *simNode) error {
+		if n.agent != nil {
+			exited, _ := n.agent.Exited()
+			running = !exited
+		}
+		return nil
+	})
+	return running
+}
+
+// watchExit records an agent that exits without being killed: a DaemonSet
+// agent never ends on its own, so that is an error.
+func (s *Supervisor) watchExit(name string, proc *harness.Process) {
+	defer s.exits.Done()
+	<-proc.Done()
+	unexpected := false
+	_ = s.withNode(name, func(n *simNode) error {
+		unexpected = n.agent == proc && !n.killed
+		return nil
+	})
+	if unexpected {
+		_, err := proc.Exited()
+		s.recordErr(fmt.Errorf("agent of %s (pid %d) exited by itself: %v; log ends:\n%s",
+			name, proc.PID(), err, proc.LogTail(2000)))
+	}
+}
+
+// agentArgs is the agent's command line: the host's files in place of
+// the real ones, the reboot command that presses the simulated power
+// button, then Options.ExtraFlags and the node's own flags.
+func (s *Supervisor) agentArgs(name string, n *simNode) []string {
+	h := n.host
+	args := []string{
+		"agent",
+		"--node-name=" + name,
+		"--kubeconfig=" + s.opts.Kubeconfig,
+		"--namespace=" + s.opts.Namespace,
+		"--sentinel-file=" + h.SentinelPath(),
+		"--boot-id-file=" + h.BootIDPath(),
+		"--reboot-method=command",
+		"--reboot-command=touch " + shellQuote(h.RebootRequestPath()),
+		"--host-exec=direct",
+		"--patch=off",
+		"--period=1s",
+		"--metrics-address=127.0.0.1:0",
+		"--log-format=json",
+	}
+	args = append(args, s.opts.ExtraFlags...)
+	return append(args, n.extraFlags...)
+}
+
+// agentEnv is our environment without the variables the agent reads its
+// settings from, so that only the command line configures it.
+func agentEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "NODEPATCH_") || name == "NODE_NAME" || name == "POD_NAMESPACE" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
