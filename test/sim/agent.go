@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/nodepatch/nodepatch/test/harness"
@@ -127,6 +128,8 @@ func (s *Supervisor) agentArgs(name string, n *simNode) []string {
 		"--reboot-method=command",
 		"--reboot-command=touch " + shellQuote(h.RebootRequestPath()),
 		"--host-exec=direct",
+		// Host command output stays in the host's folder, not the machine's /var/lib.
+		"--output-dir=" + filepath.Join(h.Dir, "output"),
 		"--patch=off",
 		"--period=1s",
 		"--metrics-address=127.0.0.1:0",
