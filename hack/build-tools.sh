@@ -13,7 +13,7 @@ KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.0
 STATICCHECK_VERSION=v0.8.2
 # The control plane's version is the one hack/tools/go.mod requires.
-K8S_VERSION=$(awk '/^require k8s.io\/kubernetes/ {print $3}' "$root/hack/tools/go.mod")
+K8S_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3; exit}' "$root/hack/tools/go.mod")
 
 # fresh NAME PIN: true when bin/NAME exists and was built from PIN.
 fresh() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.pin" 2>/dev/null)" = "$2" ]; }
