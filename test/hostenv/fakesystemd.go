@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -205,10 +206,12 @@ type auxUnit struct {
 	Props []property
 }
 
+// execStart is one ExecStart entry; systemd reads its flag as "ignore
+// failure" (the "-" prefix).
 type execStart struct {
-	Path    string
-	Args    []string
-	Unclean bool
+	Path          string
+	Args          []string
+	IgnoreFailure bool
 }
 
 func (m *manager) StartTransientUnit(name, mode string, props []property, aux []auxUnit) (godbus.ObjectPath, *godbus.Error) {
@@ -234,13 +237,13 @@ func (m *manager) StartTransientUnit(name, mode string, props []property, aux []
 	id, job := f.newJob()
 	proc, err := startProcess(execs[0], pm)
 	if err != nil {
-		f.finish(u, nil, err, id, job)
+		f.finish(u, nil, err, execs[0].IgnoreFailure, id, job)
 		return job, nil
 	}
 	f.mu.Lock()
 	u.proc, u.pid = proc, uint32(proc.Pid)
 	f.mu.Unlock()
-	go f.wait(u, proc, timeoutOf(pm), id, job)
+	go f.wait(u, proc, execs[0].IgnoreFailure, timeoutOf(pm), id, job)
 	return job, nil
 }
 
@@ -302,16 +305,17 @@ func timeoutOf(pm map[string]godbus.Variant) time.Duration {
 }
 
 func startProcess(e execStart, pm map[string]godbus.Variant) (*os.Process, error) {
-	cmd := exec.Command(e.Path)
-	cmd.Args = e.Args
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	if v, ok := pm["Environment"]; ok {
-		var env []string
-		if err := v.Store(&env); err != nil {
+		var more []string
+		if err := v.Store(&more); err != nil {
 			return nil, err
 		}
-		cmd.Env = append(cmd.Env, env...)
+		env = append(env, more...)
 	}
+	cmd := exec.Command(e.Path)
+	cmd.Args = expandArgs(e.Args, env)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	files, err := outputFiles(pm)
 	if err != nil {
@@ -332,6 +336,48 @@ func startProcess(e execStart, pm map[string]godbus.Variant) (*os.Process, error
 	return cmd.Process, nil
 }
 
+// expandArgs does systemd's expansion of ExecStart arguments: "${VAR}" and
+// "$VAR" take the unit's environment, "$$" is a literal "$".
+func expandArgs(args, env []string) []string {
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	out := make([]string, len(args))
+	for i, a := range args {
+		var b strings.Builder
+		for j := 0; j < len(a); j++ {
+			if a[j] != '$' || j+1 == len(a) {
+				b.WriteByte(a[j])
+				continue
+			}
+			switch rest := a[j+1:]; {
+			case rest[0] == '$':
+				b.WriteByte('$')
+				j++
+			case rest[0] == '{' && strings.Contains(rest, "}"):
+				name := rest[1:strings.IndexByte(rest, '}')]
+				b.WriteString(vars[name])
+				j += len(name) + 2
+			default:
+				n := 0
+				for n < len(rest) && (rest[n] == '_' || rest[n] >= 'A' && rest[n] <= 'Z' || rest[n] >= 'a' && rest[n] <= 'z' || rest[n] >= '0' && rest[n] <= '9') {
+					n++
+				}
+				if n == 0 {
+					b.WriteByte('$')
+					continue
+				}
+				b.WriteString(vars[rest[:n]])
+				j += n
+			}
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
 // outputFiles opens StandardOutputFile and StandardErrorFile as systemd
 // does (created, not truncated); stderr "inherit" shares stdout's file.
 func outputFiles(pm map[string]godbus.Variant) ([]*os.File, error) {
@@ -350,7 +396,7 @@ func outputFiles(pm map[string]godbus.Variant) ([]*os.File, error) {
 	return files, nil
 }
 
-func (f *FakeSystemd) wait(u *fakeUnit, proc *os.Process, timeout time.Duration, id uint32, job godbus.ObjectPath) {
+func (f *FakeSystemd) wait(u *fakeUnit, proc *os.Process, ignoreFailure bool, timeout time.Duration, id uint32, job godbus.ObjectPath) {
 	timedOut := make(chan struct{})
 	if timeout > 0 {
 		t := time.AfterFunc(timeout, func() {
@@ -365,14 +411,14 @@ func (f *FakeSystemd) wait(u *fakeUnit, proc *os.Process, timeout time.Duration,
 		err = errTimeout
 	default:
 	}
-	f.finish(u, st, err, id, job)
+	f.finish(u, st, err, ignoreFailure, id, job)
 }
 
 var errTimeout = errors.New("timeout")
 
 // finish records the end of a unit's process as systemd would: Type=oneshot
 // with RemainAfterExit stays active on success and turns failed otherwise.
-func (f *FakeSystemd) finish(u *fakeUnit, st *os.ProcessState, err error, id uint32, job godbus.ObjectPath) {
+func (f *FakeSystemd) finish(u *fakeUnit, st *os.ProcessState, err error, ignoreFailure bool, id uint32, job godbus.ObjectPath) {
 	f.mu.Lock()
 	switch {
 	case errors.Is(err, errTimeout):
@@ -385,6 +431,9 @@ func (f *FakeSystemd) finish(u *fakeUnit, st *os.ProcessState, err error, id uin
 		u.result, u.code, u.status = "exit-code", cldExited, int32(st.ExitCode())
 	default:
 		u.result, u.code, u.status = "success", cldExited, 0
+	}
+	if ignoreFailure && u.result != "timeout" {
+		u.result = "success"
 	}
 	jobResult := "done"
 	u.active, u.sub = "active", "exited"

@@ -183,7 +183,9 @@ func unitProperties(u unitRun, c host.Command) []sdbus.Property {
 		sdbus.PropDescription(desc),
 		sdbus.PropType("oneshot"),
 		sdbus.PropRemainAfterExit(true),
-		sdbus.PropExecStart(c.Args, true),
+		// The flag is systemd's "ignore failure" ("-" prefix), whatever
+		// go-systemd calls it: a failed command must fail the unit.
+		sdbus.PropExecStart(escapeDollars(c.Args), false),
 		{Name: "StandardInput", Value: godbus.MakeVariant("null")},
 		{Name: "StandardOutputFile", Value: godbus.MakeVariant(u.hostOut)},
 		{Name: "StandardErrorFile", Value: godbus.MakeVariant(u.hostErr)},
@@ -193,6 +195,16 @@ func unitProperties(u unitRun, c host.Command) []sdbus.Property {
 		props = append(props, sdbus.Property{Name: "Environment", Value: godbus.MakeVariant(c.Env)})
 	}
 	return props
+}
+
+// escapeDollars keeps arguments literal: systemd expands $VAR and ${VAR}
+// in ExecStart at exec time, and reads "$$" as "$".
+func escapeDollars(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = strings.ReplaceAll(a, "$", "$$")
+	}
+	return out
 }
 
 // waitJob waits for the start job's result, the bus closing, or the end of

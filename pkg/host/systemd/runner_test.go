@@ -55,6 +55,15 @@ func TestRunnerRunsTransientUnit(t *testing.T) {
 	require.Equal(t, true, p["RemainAfterExit"].Value())
 	require.Equal(t, uint64(time.Minute/time.Microsecond), p["TimeoutStartUSec"].Value())
 	require.Equal(t, []string{"GREETING=hello"}, p["Environment"].Value())
+	var exec []struct {
+		Path          string
+		Args          []string
+		IgnoreFailure bool
+	}
+	require.NoError(t, p["ExecStart"].Store(&exec))
+	require.Len(t, exec, 1)
+	require.Equal(t, "/bin/sh", exec[0].Path)
+	require.False(t, exec[0].IgnoreFailure, "a failing command must fail the unit")
 	require.Equal(t, filepath.Join(r.OutputDir, strings.TrimSuffix(calls[0].Unit, ".service")+".out"), p["StandardOutputFile"].Value())
 	var methods []string
 	for _, c := range calls[1:] {
@@ -69,6 +78,12 @@ func TestRunnerRunsTransientUnit(t *testing.T) {
 	require.Equal(t, 0, res.ExitStatus)
 	require.Equal(t, "done", res.Stdout)
 	requireClean(t, fake, r)
+
+	// Arguments reach the program as given, though systemd expands "$".
+	c = host.Command{Name: "literal", Args: []string{"printf", "%s|", "${Version}", "$HOME", "$$", "a$"}, Env: []string{"Version=expanded"}}
+	res, err = r.Run(context.Background(), c)
+	require.NoError(t, err)
+	require.Equal(t, "${Version}|$HOME|$$|a$|", res.Stdout)
 }
 
 func TestRunnerLocalOutputDir(t *testing.T) {

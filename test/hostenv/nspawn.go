@@ -1,0 +1,278 @@
+package hostenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	godbus "github.com/godbus/dbus/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nodepatch/nodepatch/pkg/host"
+)
+
+// NodeConfig describes a stand-in node.
+type NodeConfig struct {
+	// Name is the machine name (-M).
+	Name string
+	// Binds are extra "HOSTDIR:CONTAINERDIR" bind mounts; ROBinds read-only.
+	Binds, ROBinds []string
+	// Files are written into the node's root before it first boots
+	// (container path -> content).
+	Files map[string]string
+}
+
+// Node is a Debian bookworm root with systemd booted by systemd-nspawn in a
+// private mount namespace, on a throwaway overlay of the cached root. Its
+// system bus socket is bound out at BusDir; /var/lib/nodepatch at OutputDir.
+// A reboot inside restarts nspawn, as systemd-nspawn@.service does.
+type Node struct {
+	// BusAddress is the node's system bus as seen from here.
+	BusAddress string
+	// OutputDir is the node's /var/lib/nodepatch as seen from here.
+	OutputDir string
+	// ConsoleLog collects nspawn's and the loop's output.
+	ConsoleLog string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// ModuleRoot returns the repository's top folder (where go.mod is).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/nodepatch/nodepatch\n")) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		require.NotEqual(t, parent, dir, "go.mod of github.com/nodepatch/nodepatch not found above the test")
+		dir = parent
+	}
+}
+
+// RootFS returns the cached bookworm root, extracted; hack/rootfs.sh
+// builds its tarball on first use.
+func RootFS(t testing.TB) string {
+	t.Helper()
+	RequireCommand(t, "debootstrap", "debootstrap")
+	top := ModuleRoot(t)
+	out, err := exec.Command(filepath.Join(top, "hack/rootfs.sh")).Output()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		t.Fatalf("hack/rootfs.sh failed: %v\n%s", err, exitErr.Stderr)
+	}
+	require.NoError(t, err, "hack/rootfs.sh")
+	tarball := strings.TrimSpace(string(out))
+	dir := filepath.Join(filepath.Dir(tarball), "bookworm")
+	done := filepath.Join(dir, ".nodepatch-extracted")
+
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(tarball), ".extract.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	defer lock.Close()
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
+	if _, err := os.Stat(done); err == nil {
+		return dir
+	}
+	require.NoError(t, os.RemoveAll(dir))
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	b, err := exec.Command("tar", "-C", dir, "--numeric-owner", "-xf", tarball).CombinedOutput()
+	require.NoError(t, err, "extract %s: %s", tarball, b)
+	require.NoError(t, os.WriteFile(done, nil, 0o644))
+	return dir
+}
+
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// nodeScript mounts the overlay and boots the node, again after each reboot
+// (exit 133), in the mount namespace unshare made.
+const nodeScript = `set -u
+mount -t tmpfs tmpfs /run/systemd || exit 90
+mount -t overlay overlay -o lowerdir=%[1]s,upperdir=%[2]s,workdir=%[3]s %[4]s || exit 91
+while :; do
+  systemd-nspawn -D %[4]s -b --register=no --keep-unit --console=pipe -M %[5]s %[6]s
+  rc=$?
+  echo "nodepatch-node: systemd-nspawn exited $rc"
+  [ "$rc" -eq 133 ] || exit "$rc"
+done
+`
+
+// StartNode boots a node and waits until its systemd is running. It is
+// powered off (or killed) when the test ends.
+func StartNode(t testing.TB, cfg NodeConfig) *Node {
+	t.Helper()
+	RequireCommand(t, "systemd-nspawn", "systemd-container")
+	RequireCommand(t, "unshare", "util-linux")
+	lower := RootFS(t)
+	dir := t.TempDir()
+	n := &Node{OutputDir: filepath.Join(dir, "output"), ConsoleLog: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
+	bus := filepath.Join(dir, "bus")
+	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
+	for _, d := range []string{bus, n.OutputDir, upper, work, merged} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	for p, content := range cfg.Files {
+		full := filepath.Join(upper, p)
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		require.NoError(t, os.WriteFile(full, []byte(content), 0o644))
+	}
+	n.BusAddress = "unix:path=" + filepath.Join(bus, "system_bus_socket")
+	args := []string{"--bind=" + bus + ":/run/dbus", "--bind=" + n.OutputDir + ":/var/lib/nodepatch"}
+	for _, b := range cfg.Binds {
+		args = append(args, "--bind="+b)
+	}
+	for _, b := range cfg.ROBinds {
+		args = append(args, "--bind-ro="+b)
+	}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shQuote(a)
+	}
+	script := fmt.Sprintf(nodeScript, shQuote(lower), shQuote(upper), shQuote(work), shQuote(merged), shQuote(cfg.Name), strings.Join(quoted, " "))
+
+	logFile, err := os.Create(n.ConsoleLog)
+	require.NoError(t, err)
+	n.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, n.cmd.Start())
+	go func() { _ = n.cmd.Wait(); _ = logFile.Close(); close(n.exited) }()
+	t.Cleanup(func() { n.stop(t) })
+	n.WaitRunning(t, 2*time.Minute)
+	return n
+}
+
+// Tail returns the end of the console log, for failure messages.
+func (n *Node) Tail() string {
+	b, _ := os.ReadFile(n.ConsoleLog)
+	return host.Tail(b, 4000)
+}
+
+// WaitRunning waits until the node's systemd reports running (or
+// degraded: some unit of the minimal root may fail in a container).
+func (n *Node) WaitRunning(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	var last string
+	ok := waitFor(timeout, func() bool {
+		select {
+		case <-n.exited:
+			return true
+		default:
+		}
+		last = n.systemState()
+		return last == "running" || last == "degraded"
+	})
+	select {
+	case <-n.exited:
+		t.Fatalf("node exited while booting; console:\n%s", n.Tail())
+	default:
+	}
+	require.True(t, ok, "node not running after %v (last state %q); console:\n%s", timeout, last, n.Tail())
+}
+
+func (n *Node) systemState() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := godbus.Connect(n.BusAddress, godbus.WithContext(ctx))
+	if err != nil {
+		return "unreachable: " + err.Error()
+	}
+	defer conn.Close()
+	var state string
+	err = conn.Object(systemdName, systemdPath).CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, managerIface, "SystemState").Store(&state)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return state
+}
+
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// InitPID returns the node's current PID 1 as seen from here (it changes
+// at each boot).
+func (n *Node) InitPID(t testing.TB) int {
+	t.Helper()
+	nspawn := n.nspawnPID()
+	require.NotZero(t, nspawn, "systemd-nspawn is not running; console:\n%s", n.Tail())
+	init := childPID(nspawn, "systemd")
+	require.NotZero(t, init, "no systemd under systemd-nspawn (pid %d)", nspawn)
+	return init
+}
+
+// Root is the node's "/" as seen from here, through its PID 1.
+func (n *Node) Root(t testing.TB) string {
+	return "/proc/" + strconv.Itoa(n.InitPID(t)) + "/root"
+}
+
+func (n *Node) nspawnPID() int { return childPID(n.cmd.Process.Pid, "systemd-nspawn") }
+
+// childPID finds a child of parent whose command is comm.
+func childPID(parent int, comm string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if s[open+1:close] == comm && len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// stop powers the node off (SIGTERM to nspawn), and kills what is left by
+// PID if that does not end it within a minute.
+func (n *Node) stop(t testing.TB) {
+	if pid := n.nspawnPID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	select {
+	case <-n.exited:
+		return
+	case <-time.After(time.Minute):
+	}
+	t.Logf("node did not power off within a minute; killing it")
+	if nspawn := n.nspawnPID(); nspawn != 0 {
+		if init := childPID(nspawn, "systemd"); init != 0 {
+			_ = syscall.Kill(init, syscall.SIGKILL) // ends its whole PID namespace
+		}
+	}
+	_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+	<-n.exited
+}
