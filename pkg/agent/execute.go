@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,13 +80,47 @@ func (a *Agent) release(ctx context.Context, why string) error {
 // on it, in one conflict-checked update. It parses the state afresh from what it
 // read, so a retry after a conflict never works from a stale copy.
 func (a *Agent) updateState(ctx context.Context, mutate func(*corev1.Node, *state.Node)) error {
-	_, err := a.cfg.Nodes.Update(ctx, func(node *corev1.Node) error {
+	written, err := a.cfg.Nodes.Update(ctx, func(node *corev1.Node) error {
 		st, _ := state.Parse(node.Annotations)
 		mutate(node, &st)
 		nodeops.SetAgentState(node, st)
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	a.awaitNodeCache(ctx, written)
+	return nil
+}
+
+// cacheLag bounds the wait for the informer to show the agent's own write.
+const cacheLag = 5 * time.Second
+
+// awaitNodeCache waits until the Node cache shows what the agent just wrote (its
+// annotations, taint and cordon): read-your-writes, so that the next decision
+// does not act on the state before the write and, say, finish a cycle twice.
+// Other writers (the kubelet's status) do not matter to the comparison.
+func (a *Agent) awaitNodeCache(ctx context.Context, written *corev1.Node) {
+	want := agentView(written)
+	deadline := time.Now().Add(cacheLag)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if cached, err := a.cfg.Node.Get(); err == nil && agentView(cached) == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.cfg.Log.Warn("the node cache did not show the agent's own write in time; going on", "wait", cacheLag)
+}
+
+// agentView is the part of a Node the agent writes, as one comparable string.
+func agentView(node *corev1.Node) string {
+	var b strings.Builder
+	for _, key := range slices.Sorted(maps.Keys(state.Node{}.AgentAnnotations())) {
+		b.WriteString(key + "=" + node.Annotations[key] + ";")
+	}
+	fmt.Fprintf(&b, "taint=%t;unschedulable=%t;force=%s", nodeops.HasTaint(node), node.Spec.Unschedulable,
+		node.Annotations[state.AnnotationForceReboot])
+	return b.String()
 }
 
 // beginCycle records the cycle, taints and cordons in one update. Whether the node
@@ -255,7 +291,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 			// operator's to fix, and stays.
 			delete(node.Annotations, state.AnnotationForceReboot)
 		}
-		*st = state.Node{LastReboot: st.LastReboot, DrainFailures: st.DrainFailures, RetryAfter: st.RetryAfter}
+		*st = state.Node{LastReboot: st.LastReboot, LastPatch: st.LastPatch, DrainFailures: st.DrainFailures, RetryAfter: st.RetryAfter}
 		if adjust != nil {
 			adjust(st)
 		}

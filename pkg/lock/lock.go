@@ -160,10 +160,33 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	for i := 0; i < s.cfg.Slots; i++ {
 		won, err := s.tryTake(ctx, s.SlotName(i))
 		if err != nil || won {
+			if won {
+				s.awaitCache(ctx, s.SlotName(i), true)
+			}
 			return s.SlotName(i), won, err
 		}
 	}
 	return "", false, nil
+}
+
+// cacheLag bounds the wait for the informer to show this agent's own write.
+const cacheLag = 5 * time.Second
+
+// awaitCache waits until the cache shows slot held (or not held) by this
+// identity: read-your-writes. Without it a decision taken right after a release
+// could still see the slot as ours. The wait ends early if someone else's later
+// write is what the cache shows; after cacheLag it gives up, and the API server
+// stays the judge (HoldsNow before a reboot).
+func (s *Semaphore) awaitCache(ctx context.Context, slot string, held bool) {
+	deadline := time.Now().Add(cacheLag)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		l, err := s.lister.Get(slot)
+		ours := err == nil && holderOf(l).Identity == s.cfg.Identity
+		if ours == held {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (s *Semaphore) anyReclaimable(ctx context.Context, snap Snapshot) bool {
@@ -291,8 +314,11 @@ func (s *Semaphore) setHolder(l *coordinationv1.Lease, identity string) {
 // Release frees every slot this identity holds. Releasing a slot not held is a no-op.
 func (s *Semaphore) Release(ctx context.Context) error {
 	return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
-		_, err := s.update(ctx, l, "")
-		return err
+		if _, err := s.update(ctx, l, ""); err != nil {
+			return err
+		}
+		s.awaitCache(ctx, l.Name, false)
+		return nil
 	})
 }
 

@@ -31,6 +31,7 @@ const (
 	AnnotationRetryAfter        = "nodepatch.io/retry-after"
 	AnnotationDrainFailures     = "nodepatch.io/drain-failures"
 	AnnotationLastReboot        = "nodepatch.io/last-reboot"
+	AnnotationLastPatch         = "nodepatch.io/last-patch"
 )
 
 // TaintKey is the NoSchedule taint the agent puts on its node for the length of a cycle.
@@ -61,6 +62,7 @@ type Node struct {
 	RetryAfter        time.Time
 	DrainFailures     int
 	LastReboot        time.Time
+	LastPatch         time.Time
 }
 
 // Parse reads a node's annotations. A malformed value never stops parsing: it is
@@ -82,6 +84,7 @@ func Parse(annotations map[string]string) (Node, error) {
 		RetryAfter:        p.time(AnnotationRetryAfter),
 		DrainFailures:     p.count(AnnotationDrainFailures),
 		LastReboot:        p.time(AnnotationLastReboot),
+		LastPatch:         p.time(AnnotationLastPatch),
 	}
 	return n, errors.Join(p.errs...)
 }
@@ -145,8 +148,8 @@ func (p *parser) phase() Phase {
 }
 
 // AgentAnnotations renders the agent-owned part of n as a merge-patch: a nil value
-// removes the annotation, so an idle node carries none of them but last-reboot
-// and the drain back-off.
+// removes the annotation, so an idle node carries none of them but last-reboot,
+// last-patch and the drain back-off.
 func (n Node) AgentAnnotations() map[string]*string {
 	return map[string]*string{
 		AnnotationPhase:             nonEmpty(string(n.Phase)),
@@ -158,6 +161,7 @@ func (n Node) AgentAnnotations() map[string]*string {
 		AnnotationRetryAfter:        timestamp(n.RetryAfter),
 		AnnotationDrainFailures:     positive(n.DrainFailures),
 		AnnotationLastReboot:        timestamp(n.LastReboot),
+		AnnotationLastPatch:         timestamp(n.LastPatch),
 	}
 }
 

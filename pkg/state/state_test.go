@@ -10,7 +10,7 @@ import (
 func TestParseRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
 	want := Node{Phase: PhaseRebooting, BootIDBefore: "b1", CordonedByUs: true, CycleStarted: at,
-		RebootRequestedAt: at.Add(time.Second), RebootAttempts: 2, RetryAfter: at.Add(time.Hour), DrainFailures: 3, LastReboot: at}
+		RebootRequestedAt: at.Add(time.Second), RebootAttempts: 2, RetryAfter: at.Add(time.Hour), DrainFailures: 3, LastReboot: at, LastPatch: at}
 	got, err := Parse(render(want.AgentAnnotations()))
 	require.NoError(t, err)
 	require.Equal(t, want, got)
