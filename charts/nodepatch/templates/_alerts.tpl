@@ -1,0 +1,130 @@
+{{/*
+nodepatch.alertRules: the Prometheus rule groups of nodepatch, as a rule file's
+body. The PrometheusRule's spec and the plain rule file
+(manifests/prometheus/nodepatch-alerts.rules.yaml) are both this template's
+output, so promtool tests the exact rules the chart installs.
+Every agent series carries node=<node name>; aggregating "by (node)" keeps one
+alert per node across agent pod restarts.
+*/}}
+{{- define "nodepatch.alertRules" -}}
+{{- $al := .Values.alerts }}
+{{- $job := include "nodepatch.job" . }}
+{{- $sel := printf "job=%q" $job }}
+{{- $runbook := trimSuffix "/" $al.runbookBaseURL }}
+{{- /* the rule file starts here */ -}}
+groups:
+  - name: nodepatch
+    rules:
+      {{- with $al.rebootPending }}
+      {{- if .enabled }}
+      - alert: NodepatchRebootPending
+        expr: max by (node) (nodepatch_reboot_required{ {{- $sel -}} }) == 1
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "Node {{ $labels.node }} has needed a reboot for more than %s." .for | quote }}
+          description: {{ printf "The host behind node {{ $labels.node }} reports that it needs a reboot (sentinel file or command) and nodepatch has not rebooted it for %s. Look for a blocked, paused or failing node first." .for | quote }}
+          runbook_url: {{ printf "%s#nodepatchrebootpending" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.rebootBlocked }}
+      {{- if .enabled }}
+      - alert: NodepatchRebootBlocked
+        expr: max by (node, reason) (nodepatch_reboot_blocked{ {{- $sel }}, reason=~{{ join "|" .reasons | quote }}}) == 1
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "The reboot of node {{ $labels.node }} has been blocked ({{ $labels.reason }}) for more than %s." .for | quote }}
+          description: {{ printf "Node {{ $labels.node }} wants a reboot, but nodepatch holds it back because of {{ $labels.reason }} (annotation: nodepatch.io/block-reboot on the Node; paused: nodepatch.io/pause on the lock Lease; window: outside the reboot window; backoff: waiting after a failed drain), and has for %s." .for | quote }}
+          runbook_url: {{ printf "%s#nodepatchrebootblocked" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.nodeHeld }}
+      {{- if .enabled }}
+      - alert: NodepatchNodeHeld
+        expr: |-
+          (
+            time() - max by (node) (nodepatch_cycle_start_timestamp_seconds{ {{- $sel -}} }) > {{ include "nodepatch.seconds" .threshold }}
+            and on (node)
+            max by (node) (nodepatch_cycle_start_timestamp_seconds{ {{- $sel -}} }) > 0
+          )
+          or on (node)
+          (
+            max by (node) (nodepatch_lock_held{ {{- $sel -}} }) == 1
+            unless on (node)
+            max by (node) (nodepatch_cycle_start_timestamp_seconds{ {{- $sel -}} }) > 0
+          )
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "Node {{ $labels.node }} has been held in a reboot cycle for more than %s, or holds a lock slot outside a cycle." .threshold | quote }}
+          description: {{ printf "Node {{ $labels.node }} started a reboot cycle more than %s ago and has not finished it (it is tainted, cordoned or rebooting, and keeps a lock slot that other nodes wait for), or it has held a lock slot without a cycle for %s." .threshold .for | quote }}
+          runbook_url: {{ printf "%s#nodepatchnodeheld" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.rebootFailed }}
+      {{- if .enabled }}
+      - alert: NodepatchRebootFailed
+        expr: |-
+          sum by (node) (increase(nodepatch_reboots_total{ {{- $sel -}} , result="failed"}[{{ .window }}])) > 0
+          or on (node)
+          max by (node) (nodepatch_phase{ {{- $sel -}} , phase="Failed"}) == 1
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "A reboot of node {{`{{ $labels.node }}`}} failed."
+          description: {{ printf "A reboot of node {{ $labels.node }} failed within the last %s (the boot id did not change in time, or the node did not come back Ready), or the node is in phase Failed, where nodepatch leaves it cordoned until an operator looks." .window | quote }}
+          runbook_url: {{ printf "%s#nodepatchrebootfailed" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.patchFailed }}
+      {{- if .enabled }}
+      - alert: NodepatchPatchFailed
+        expr: |-
+          max by (node) (nodepatch_patch_last_success{ {{- $sel -}} }) == 0
+          and on (node)
+          max by (node) (nodepatch_patch_last_run_timestamp_seconds{ {{- $sel -}} }) > 0
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "Patching node {{`{{ $labels.node }}`}} failed."
+          description: {{ printf "The last package upgrade run on node {{ $labels.node }} failed and none has succeeded since (for %s). The node keeps running its old packages." .for | quote }}
+          runbook_url: {{ printf "%s#nodepatchpatchfailed" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.agentDown }}
+      {{- if .enabled }}
+      - alert: NodepatchAgentDown
+        expr: up{ {{- $sel -}} } == 0 or absent(up{ {{- $sel -}} })
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "A nodepatch agent (job %s) has not been scraped for %s." $job .for | quote }}
+          description: {{ printf "Prometheus cannot scrape the nodepatch agent {{ $labels.instance }} (job %s), or finds no agent at all. Its node is neither patched nor rebooted, and a cycle it started is not finished." $job | quote }}
+          runbook_url: {{ printf "%s#nodepatchagentdown" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+{{- end }}
