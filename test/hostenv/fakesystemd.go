@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"strings"
 	"sync"
 	"syscall"
@@ -289,6 +290,51 @@ func (m *manager) GetUnit(name string) (godbus.ObjectPath, *godbus.Error) {
 		return "", noSuchUnit(name)
 	}
 	return unitPath(name), nil
+}
+
+// unitStatus is one entry of ListUnits: a(ssssssouso).
+type unitStatus struct {
+	Name, Description, LoadState, ActiveState, SubState, Followed string
+	Path                                                          godbus.ObjectPath
+	JobID                                                         uint32
+	JobType                                                       string
+	JobPath                                                       godbus.ObjectPath
+}
+
+func (m *manager) ListUnitsByPatterns(states, patterns []string) ([]unitStatus, *godbus.Error) {
+	m.f.record(Call{Method: "ListUnitsByPatterns"})
+	m.f.mu.Lock()
+	defer m.f.mu.Unlock()
+	out := []unitStatus{}
+	for name, u := range m.f.units {
+		if !matchAny(patterns, name) || (len(states) > 0 && !contains(states, u.active)) {
+			continue
+		}
+		out = append(out, unitStatus{Name: name, LoadState: "loaded", ActiveState: u.active, SubState: u.sub,
+			Path: unitPath(name), JobPath: "/"})
+	}
+	return out, nil
+}
+
+func matchAny(patterns []string, name string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func noSuchUnit(name string) *godbus.Error {

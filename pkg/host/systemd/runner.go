@@ -25,6 +25,8 @@ const (
 	// cldExited is si_code CLD_EXITED: ExecMainStatus is an exit code;
 	// otherwise it is a signal number.
 	cldExited = 1
+	// callTimeout bounds a single D-Bus call.
+	callTimeout = 30 * time.Second
 	// cleanupTimeout bounds stopping and resetting a unit.
 	cleanupTimeout = 30 * time.Second
 	// jobGrace is how long past a command's timeout Run waits for systemd
@@ -68,6 +70,13 @@ func (r *Runner) localDir() string {
 	return r.OutputDir
 }
 
+func (r *Runner) prefix() string {
+	if r.UnitPrefix != "" {
+		return r.UnitPrefix
+	}
+	return "nodepatch-"
+}
+
 // unitRun is one command's unit and its files.
 type unitRun struct {
 	name               string
@@ -80,11 +89,7 @@ func (r *Runner) newUnitRun(c host.Command) (unitRun, error) {
 	if _, err := rand.Read(suffix); err != nil {
 		return unitRun{}, fmt.Errorf("unit name: %w", err)
 	}
-	prefix := r.UnitPrefix
-	if prefix == "" {
-		prefix = "nodepatch-"
-	}
-	name := prefix + UnitNamePart(c.Name) + "-" + hex.EncodeToString(suffix)
+	name := r.prefix() + UnitNamePart(c.Name) + "-" + hex.EncodeToString(suffix)
 	return unitRun{
 		name:     name + ".service",
 		hostOut:  filepath.Join(r.OutputDir, name+".out"),
@@ -147,16 +152,16 @@ func (r *Runner) Run(ctx context.Context, c host.Command) (host.Result, error) {
 
 func (r *Runner) run(ctx context.Context, conn *Conn, u unitRun, c host.Command) (host.Result, error) {
 	jobDone := make(chan string, 1) // buffered: go-systemd sends under its lock
-	if _, err := conn.StartTransientUnitContext(ctx, u.name, "fail", unitProperties(u, c), jobDone); err != nil {
+	// Once asked, systemd may have started the unit: wait for its answer
+	// even if ctx ends, so that the outcome is known.
+	startCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+	if _, err := conn.StartTransientUnitContext(startCtx, u.name, "fail", unitProperties(u, c), jobDone); err != nil {
 		return host.Result{}, fmt.Errorf("unit %s (%s): start: %w", u.name, c, err)
 	}
 	jobResult, err := waitJob(ctx, conn, u, c, jobDone)
 	if err != nil {
-		res := u.readOutput(c)
-		if conn.Connected() {
-			cleanup(conn, u.name)
-		}
-		return res, err
+		return u.readOutput(c), err
 	}
 	props, err := conn.GetUnitTypePropertiesContext(ctx, u.name, "Service")
 	if err != nil {
@@ -207,8 +212,11 @@ func escapeDollars(args []string) []string {
 	return out
 }
 
-// waitJob waits for the start job's result, the bus closing, or the end of
-// ctx or of the command's timeout plus a grace period.
+// waitJob waits for the start job's result. When ctx ends first (the agent
+// is stopping) the unit is left to finish: killing a package transaction
+// half way would leave the host worse off, and systemd enforces the
+// command's timeout itself; Cleanup collects it later. Past the timeout plus
+// a grace period, though, systemd failed to, and the unit is stopped.
 func waitJob(ctx context.Context, conn *Conn, u unitRun, c host.Command, jobDone <-chan string) (string, error) {
 	var deadline <-chan time.Time
 	if c.Timeout > 0 {
@@ -222,9 +230,10 @@ func waitJob(ctx context.Context, conn *Conn, u unitRun, c host.Command, jobDone
 	case <-conn.Done():
 		return "", fmt.Errorf("unit %s (%s): bus closed before the unit finished", u.name, c)
 	case <-deadline:
-		return "", fmt.Errorf("unit %s (%s): no job result within %v", u.name, c, c.Timeout+jobGrace)
+		cleanup(conn, u.name)
+		return "", fmt.Errorf("unit %s (%s): no job result within %v; unit stopped", u.name, c, c.Timeout+jobGrace)
 	case <-ctx.Done():
-		return "", fmt.Errorf("unit %s (%s): %w", u.name, c, ctx.Err())
+		return "", fmt.Errorf("unit %s (%s): stopped waiting, the unit runs on: %w", u.name, c, ctx.Err())
 	}
 }
 
@@ -315,6 +324,37 @@ func cleanup(conn *Conn, unit string) {
 		}
 	}
 	_ = conn.ResetFailedUnitContext(ctx, unit)
+}
+
+// Cleanup stops and resets this runner's units that finished while nobody
+// waited for them (the agent stopped during a run) and removes their output
+// files; units still running are left alone. It returns the units collected.
+func (r *Runner) Cleanup(ctx context.Context) ([]string, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := Connect(ctx, r.Address)
+	if err != nil {
+		return nil, fmt.Errorf("clean up units: %w", err)
+	}
+	defer conn.Close()
+	units, err := conn.ListUnitsByPatternsContext(ctx, nil, []string{r.prefix() + "*.service"})
+	if err != nil {
+		return nil, fmt.Errorf("clean up units: list %s*: %w", r.prefix(), err)
+	}
+	var done []string
+	for _, u := range units {
+		finished := u.ActiveState == "failed" || (u.ActiveState == "active" && u.SubState == "exited")
+		if !finished {
+			continue
+		}
+		cleanup(conn, u.Name)
+		base := filepath.Join(r.localDir(), strings.TrimSuffix(u.Name, ".service"))
+		_ = os.Remove(base + ".out")
+		_ = os.Remove(base + ".err")
+		done = append(done, u.Name)
+	}
+	return done, nil
 }
 
 func isDBusError(err error, name string) bool {

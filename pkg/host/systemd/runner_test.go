@@ -155,7 +155,9 @@ func TestRunnerBusDisappears(t *testing.T) {
 	}
 }
 
-func TestRunnerJobResultNeverComes(t *testing.T) {
+// TestRunnerLeavesUnitWhenContextEnds: an agent that stops waiting does not
+// kill the command; Cleanup collects the unit once it finished.
+func TestRunnerLeavesUnitWhenContextEnds(t *testing.T) {
 	_, fake, r := setup(t)
 	fake.HoldJobs()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -169,11 +171,58 @@ func TestRunnerJobResultNeverComes(t *testing.T) {
 	select {
 	case err := <-errs:
 		require.ErrorIs(t, err, context.Canceled)
+		require.ErrorContains(t, err, "the unit runs on")
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	// The held unit was still stopped and reset.
-	require.Eventually(t, func() bool { return len(fake.Units()) == 0 }, 30*time.Second, 10*time.Millisecond)
+	require.Len(t, fake.Units(), 1, "the unit was left to finish")
+	for _, c := range fake.Calls() {
+		require.NotEqual(t, "StopUnit", c.Method)
+	}
+
+	// A finished unit is collected; a unit still running is not.
+	collected, err := r.Cleanup(context.Background())
+	require.NoError(t, err)
+	require.Len(t, collected, 1)
+	require.Empty(t, fake.Units())
+	running := make(chan error, 1)
+	go func() {
+		_, err := r.Run(context.Background(), sh("running", "sleep 60"))
+		running <- err
+	}()
+	require.Eventually(t, func() bool { return len(fake.RunningPIDs()) == 1 }, 30*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(fake.Units()) == 1 }, 30*time.Second, 10*time.Millisecond)
+	collected, err = r.Cleanup(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, collected)
+	require.Len(t, fake.Units(), 1)
+	require.Len(t, fake.RunningPIDs(), 1, "a running unit is left alone")
+}
+
+func TestRunnerCleanupCollectsFinishedUnits(t *testing.T) {
+	_, fake, r := setup(t)
+	fake.HoldJobs()
+	for _, script := range []string{"true", "exit 3"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		errs := make(chan error, 1)
+		go func() { _, err := r.Run(ctx, sh("left", script)); errs <- err }()
+		require.Eventually(t, func() bool {
+			for _, c := range fake.Calls() {
+				if c.Method == "StartTransientUnit" && c.Props["ExecStart"].String() != "" && strings.Contains(c.Props["ExecStart"].String(), script) {
+					return true
+				}
+			}
+			return false
+		}, 30*time.Second, 10*time.Millisecond)
+		cancel()
+		require.ErrorIs(t, <-errs, context.Canceled)
+	}
+	require.Len(t, fake.Units(), 2)
+	require.Eventually(t, func() bool { return len(fake.RunningPIDs()) == 0 }, 30*time.Second, 10*time.Millisecond)
+	collected, err := r.Cleanup(context.Background())
+	require.NoError(t, err)
+	require.Len(t, collected, 2)
+	requireClean(t, fake, r)
 }
 
 func TestRunnerNoBus(t *testing.T) {
