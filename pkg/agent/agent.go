@@ -84,6 +84,7 @@ type Config struct {
 	BootID   BootIDReader
 	Rebooter Rebooter
 	Patcher  Patcher // nil: no patching
+	Patch    PatchSettings
 	Events   record.EventRecorder
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
@@ -177,6 +178,9 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
 			return a.cfg.Clock().Add(time.Second)
 		}
+		if a.dry == nil {
+			a.maybePatch(ctx, obs)
+		}
 		step := Decide(obs)
 		a.record(obs, step)
 		progressed, err := a.execute(ctx, obs, step)
@@ -223,6 +227,7 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 	}
 	_, obs.Lock.Held = snap.Held(a.cfg.NodeName)
 	obs.Host.RebootIssued = a.issued != "" && a.issued == attemptKey(st)
+	obs.Host.PatchReady = a.patch.ready
 	if a.dry != nil {
 		a.dry.overlay(&obs)
 	}
@@ -255,7 +260,6 @@ func (a *Agent) refreshHost(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	a.nextHostCheck = now.Add(jitter(a.cfg.Period))
-	a.runPatch(ctx, now)
 	check, err := a.cfg.Detector.RebootRequired(ctx)
 	if err != nil {
 		// Keep the last answer: a flaky check must not start or cancel a cycle.

@@ -48,6 +48,9 @@ type HostView struct {
 	// RebootIssued: this agent process already asked the host to reboot for the
 	// current attempt. After a restart it is false, and the reboot is asked again.
 	RebootIssued bool
+	// PatchReady: updates are downloaded and wait to be applied under the lock
+	// (--patch-under-lock); that needs a cycle as much as a reboot does.
+	PatchReady bool
 }
 
 // Limits are the operator's timing settings that the decision needs.
@@ -111,7 +114,7 @@ func decideIdle(o Observation) Step {
 	if o.Node.Tainted || o.Node.State.CordonedByUs {
 		return Step{Action: ActCleanup, Phase: "Idle", Reason: "an idle node still carries nodepatch's taint or cordon"}
 	}
-	needed := o.rebootNeeded()
+	needed := o.cycleNeeded()
 	if !needed {
 		if o.Lock.Held {
 			return Step{Action: ActReleaseSlot, Phase: "Idle", Reason: "holding a slot but no reboot is needed"}
@@ -136,7 +139,7 @@ func decideDraining(o Observation) Step {
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "the lock slot was lost before the reboot"}
 	case o.Node.State.BlockReason != "":
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "blocked during the drain: " + o.Node.State.BlockReason}
-	case !o.rebootNeeded():
+	case !o.cycleNeeded():
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
 	}
 	return Step{Action: ActDrain, Phase: "Draining", Reason: "draining before the reboot"}
@@ -194,8 +197,14 @@ func (o Observation) rebooted() bool {
 
 func (o Observation) rebootNeeded() bool { return o.Host.RebootRequired || o.Node.State.Force }
 
+// cycleNeeded: a reboot, or updates to apply under the lock.
+func (o Observation) cycleNeeded() bool { return o.rebootNeeded() || o.Host.PatchReady }
+
 func (o Observation) reasons() string {
 	reasons := append([]string(nil), o.Host.Reasons...)
+	if o.Host.PatchReady {
+		reasons = append(reasons, "package updates to apply under the lock")
+	}
 	if o.Node.State.Force {
 		reasons = append(reasons, state.AnnotationForceReboot)
 	}

@@ -137,6 +137,13 @@ func TestDecide(t *testing.T) {
 			o.Node.State.Phase = state.PhaseFailed
 			o.Host.BootID, o.Node.ReportedBootID = "boot-b", "boot-b"
 		}), ActFinish, "Idle", nil},
+		{"updates waiting for the lock start a cycle", obs(func(o *Observation) {
+			o.Host.RebootRequired, o.Host.PatchReady = false, true
+		}), ActAcquire, "WaitingForLock", nil},
+		{"updates waiting under the lock keep the drain going", obs(func(o *Observation) {
+			o.Lock.Held, o.Host.RebootRequired, o.Host.PatchReady = true, false, true
+			o.Node.State.Phase = state.PhaseDraining
+		}), ActDrain, "Draining", nil},
 		{"failed with no recorded boot id: halt", obs(func(o *Observation) {
 			o.Node.State.Phase = state.PhaseFailed
 			o.Host.BootID = "boot-b"
@@ -180,4 +187,25 @@ func TestBlockedWaitsUntilTheEarliestEnd(t *testing.T) {
 		o.Node.State.RetryAfter = t0.Add(time.Hour)
 	}))
 	require.Equal(t, t0.Add(time.Hour), step.Until)
+}
+
+func TestPatchDue(t *testing.T) {
+	day := 24 * time.Hour
+	cases := []struct {
+		name string
+		obs  Observation
+		due  bool
+	}{
+		{"never patched", obs(nil), true},
+		{"patched an hour ago", obs(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-time.Hour) }), false},
+		{"patched a day ago", obs(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-day) }), true},
+		{"outside the window", obs(func(o *Observation) { o.WindowOpen = false }), false},
+		{"blocked", obs(func(o *Observation) { o.Node.State.BlockReason = "x" }), false},
+		{"paused", obs(func(o *Observation) { o.Lock.PauseReason = "x" }), false},
+		{"in a cycle", obs(rebooting), false},
+		{"holding a slot", obs(func(o *Observation) { o.Lock.Held = true }), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.due, patchDue(c.obs, day)) })
+	}
 }

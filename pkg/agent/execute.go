@@ -165,6 +165,10 @@ func (a *Agent) drain(ctx context.Context, obs Observation) error {
 		a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
 		a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
 	}
+	if a.patch.ready && !a.rebootStillNeededAfterPatch(ctx, obs) {
+		a.normal("PatchedUnderLock", "updates applied under the lock; the host needs no reboot")
+		return a.endCycle(ctx, "patched without a reboot", endOptions{release: true})
+	}
 	now := a.cfg.Clock()
 	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) {
 		st.Phase = state.PhaseRebooting
@@ -172,6 +176,15 @@ func (a *Agent) drain(ctx context.Context, obs Observation) error {
 		st.RebootRequestedAt = now
 		st.RebootAttempts = 1
 	})
+}
+
+// rebootStillNeededAfterPatch applies the downloaded updates on the drained node
+// and asks the host again. When the answer is unclear it says yes: a needless
+// reboot under the lock is safe, a missed one is not.
+func (a *Agent) rebootStillNeededAfterPatch(ctx context.Context, obs Observation) bool {
+	a.applyPatch(ctx)
+	check, err := a.cfg.Detector.RebootRequired(ctx)
+	return err != nil || check.Required || obs.Node.State.Force
 }
 
 func isTimeout(err error) bool {

@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/pkg/host/packages"
 	"github.com/nodepatch/nodepatch/pkg/host/systemd"
-	"github.com/nodepatch/nodepatch/pkg/metrics"
 	"github.com/nodepatch/nodepatch/pkg/reboot"
 	"github.com/nodepatch/nodepatch/pkg/schedule"
 )
@@ -165,7 +165,22 @@ func (o Options) rebooter(runner host.Runner, log *slog.Logger) (Rebooter, error
 	return &reboot.Systemd{Address: o.DBusAddress, Logger: log}, nil
 }
 
-// patcher is nil while patching is off.
-func (o Options) patcher(host.Runner, *metrics.Metrics, *slog.Logger) Patcher {
-	return nil
+// patcher is the host's package manager, or nil while patching is off or the host
+// has none that nodepatch knows (then a warning says so, and reboots still work).
+func (o Options) patcher(runner host.Runner, log *slog.Logger) Patcher {
+	if o.Patch == "off" {
+		return nil
+	}
+	kind, err := packages.Detect(o.HostRoot)
+	if err != nil {
+		log.Warn("patching is on but no supported package manager was found; only reboots are coordinated", "hostRoot", o.HostRoot, "err", err)
+		return nil
+	}
+	m, err := packages.New(packages.Config{Kind: kind, HostRoot: o.HostRoot, Runner: runner, Exclude: o.PatchExclude, Timeout: o.PatchTimeout})
+	if err != nil {
+		log.Warn("cannot set up the package manager; only reboots are coordinated", "kind", kind, "err", err)
+		return nil
+	}
+	log.Info("patching with the host's package manager", "kind", kind, "mode", o.Patch, "interval", o.PatchInterval, "underLock", o.PatchUnderLock)
+	return m
 }

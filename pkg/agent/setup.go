@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nodepatch/nodepatch/pkg/host"
+	"github.com/nodepatch/nodepatch/pkg/host/packages"
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/metrics"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
@@ -85,7 +86,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand, Runner: runner},
 		BootID:   bootIDFile(o.BootIDFile),
 		Rebooter: rebooter,
-		Patcher:  o.patcher(runner, m, log),
+		Patcher:  o.patcher(runner, log),
+		Patch:    PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
 		Events:   events,
 		Metrics:  m,
 		Log:      log,
