@@ -122,8 +122,8 @@ groups:
           {{- toYaml . | nindent 10 }}
           {{- end }}
         annotations:
-          summary: {{ printf "A nodepatch agent (job %s) has not been scraped for %s." $job .for | quote }}
-          description: {{ printf "Prometheus cannot scrape the nodepatch agent {{ $labels.instance }} (job %s), or finds no agent at all. Its node is neither patched nor rebooted, and a cycle it started is not finished." $job | quote }}
+          summary: {{ printf "{{ if $labels.instance }}The nodepatch agent {{ $labels.instance }} has not{{ else }}No nodepatch agent has{{ end }} been scraped for %s." .for | quote }}
+          description: {{ printf "{{ if $labels.instance }}Prometheus cannot scrape the nodepatch agent {{ $labels.instance }} (job %s): its node is neither patched nor rebooted, and a cycle it started does not finish.{{ else }}Prometheus has no target of job %s: no node is patched or rebooted. The agents are not running, or Prometheus does not discover them.{{ end }}" $job $job | quote }}
           runbook_url: {{ printf "%s#nodepatchagentdown" $runbook | quote }}
       {{- end }}
       {{- end }}
