@@ -45,7 +45,7 @@ func TestDirectRunnerStatusAndOutput(t *testing.T) {
 }
 
 func TestDirectRunnerBoundsOutput(t *testing.T) {
-	c := sh("big", "seq 1 100000; echo done >&2")
+	c := sh("big", "seq 1 100000; echo done")
 	c.MaxOutput = 100
 	c.MaxStdout = 50
 	res, err := NewDirectRunner("/").Run(context.Background(), c)
