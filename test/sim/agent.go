@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nodepatch/nodepatch/test/harness"
@@ -40,6 +41,15 @@ func (s *Supervisor) StartAgent(name string) error {
 	s.exits.Add(1)
 	go s.watchExit(name, proc)
 	return nil
+}
+
+// SetAgentFlags replaces the node's own extra flags (Options.NodeFlags);
+// they apply from the agent's next start.
+func (s *Supervisor) SetAgentFlags(name string, flags []string) error {
+	return s.withNode(name, func(n *simNode) error {
+		n.extraFlags = slices.Clone(flags)
+		return nil
+	})
 }
 
 // StartAgents starts the agent of every added node.
