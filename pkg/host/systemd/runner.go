@@ -172,7 +172,16 @@ func (r *Runner) run(ctx context.Context, conn *Conn, u unitRun, c host.Command)
 	}
 	res := u.readOutput(c)
 	cleanup(conn, u.name)
-	return interpret(u.name, c, jobResult, props, res)
+	res, err = interpret(u.name, c, jobResult, props, res)
+	if err == nil {
+		// systemd creates the file before the program starts: without it the
+		// agent is not looking at the folder the host writes to, and an
+		// empty output would read as "nothing to do".
+		if _, statErr := os.Stat(u.localOut); statErr != nil {
+			return res, fmt.Errorf("unit %s (%s): output file: %w (is %s the host's %s?)", u.name, c, statErr, r.localDir(), r.OutputDir)
+		}
+	}
+	return res, err
 }
 
 func unitProperties(u unitRun, c host.Command) []sdbus.Property {

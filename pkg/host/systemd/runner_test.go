@@ -100,6 +100,16 @@ func TestRunnerLocalOutputDir(t *testing.T) {
 	require.Equal(t, "seen\n", res.Stdout)
 }
 
+// TestRunnerOutputFolderMismatch: an agent that does not see the folder the
+// units write to gets an error, not an empty output.
+func TestRunnerOutputFolderMismatch(t *testing.T) {
+	_, _, r := setup(t)
+	r.LocalOutputDir = t.TempDir()
+	_, err := r.Run(context.Background(), sh("elsewhere", "echo lost"))
+	require.ErrorContains(t, err, "output file")
+	require.ErrorContains(t, err, "is "+r.LocalOutputDir+" the host's "+r.OutputDir+"?")
+}
+
 func TestRunnerSignal(t *testing.T) {
 	_, fake, r := setup(t)
 	res, err := r.Run(context.Background(), sh("killed", "kill -KILL $$"))
