@@ -43,16 +43,16 @@ type Options struct {
 func (o Options) validate() error {
 	var errs []error
 	if o.Binary == "" {
-		errs = append(errs, errors.New("Binary is empty"))
+		errs = append(errs, errors.New("sim options: the nodepatch binary is not set"))
 	}
 	if o.Kubeconfig == "" {
-		errs = append(errs, errors.New("Kubeconfig is empty"))
+		errs = append(errs, errors.New("sim options: the kubeconfig is not set"))
 	}
 	if o.Namespace == "" {
-		errs = append(errs, errors.New("Namespace is empty"))
+		errs = append(errs, errors.New("sim options: the namespace is not set"))
 	}
 	if o.Dir == "" {
-		errs = append(errs, errors.New("Dir is empty"))
+		errs = append(errs, errors.New("sim options: the folder is not set"))
 	}
 	if o.RebootDuration < 0 {
 		errs = append(errs, fmt.Errorf("RebootDuration %s is negative", o.RebootDuration))
