@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,15 +166,38 @@ func (o Options) rebooter(runner host.Runner, log *slog.Logger) (Rebooter, error
 	return &reboot.Systemd{Address: o.DBusAddress, Logger: log}, nil
 }
 
+// packageManager tells which package manager the host has. With
+// --host-exec=systemd the agent's own filesystem is not the host's, so it asks
+// the host, through the same runner as every other host command.
+func (o Options) packageManager(ctx context.Context, runner host.Runner) (packages.Kind, error) {
+	if o.HostExec == "direct" {
+		return packages.Detect(o.HostRoot)
+	}
+	script := `for p in apt-get dnf yum; do if command -v "$p" >/dev/null; then echo "$p"; exit 0; fi; done; exit 3`
+	res, err := runner.Run(ctx, host.Command{Name: "detect-packages", Args: []string{"/bin/sh", "-c", script}, Timeout: time.Minute})
+	if err != nil {
+		return "", fmt.Errorf("asking the host for its package manager: %w", err)
+	}
+	switch found := strings.TrimSpace(res.Output); {
+	case res.ExitStatus != 0:
+		return "", fmt.Errorf("the host has none of apt-get, dnf, yum (exit status %d)", res.ExitStatus)
+	case found == "apt-get":
+		return packages.KindApt, nil
+	case found == "dnf" || found == "yum":
+		return packages.Kind(found), nil
+	default:
+		return "", fmt.Errorf("unexpected answer %q from the host's package manager check", found)
+	}
+}
+
 // patcher is the host's package manager, or nil while patching is off or the host
 // has none that nodepatch knows (then a warning says so, and reboots still work).
-func (o Options) patcher(runner host.Runner, log *slog.Logger) Patcher {
+func (o Options) patcher(kind packages.Kind, runner host.Runner, log *slog.Logger) Patcher {
 	if o.Patch == "off" {
 		return nil
 	}
-	kind, err := packages.Detect(o.HostRoot)
-	if err != nil {
-		log.Warn("patching is on but no supported package manager was found; only reboots are coordinated", "hostRoot", o.HostRoot, "err", err)
+	if kind == "" {
+		log.Warn("patching is on but the host has no supported package manager", "hostRoot", o.HostRoot)
 		return nil
 	}
 	m, err := packages.New(packages.Config{Kind: kind, HostRoot: o.HostRoot, Runner: runner, Exclude: o.PatchExclude, Timeout: o.PatchTimeout})

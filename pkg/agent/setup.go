@@ -72,6 +72,12 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The package manager decides patching and, on RPM hosts, adds
+	// needs-restarting to the reboot detection; a host with none still reboots.
+	kind, kindErr := o.packageManager(ctx, runner)
+	if kindErr != nil {
+		log.Info("no supported package manager on the host; only reboots are coordinated", "reason", kindErr)
+	}
 	a, err := New(Config{
 		NodeName: o.NodeName,
 		Limits:   Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2},
@@ -80,13 +86,14 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
 		Period:                  o.Period, LockTTL: o.LockTTL, Window: window, DryRun: o.DryRun,
-		Node:     cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
-		Nodes:    &nodeops.Node{Client: client, Name: o.NodeName},
-		Lock:     sem,
-		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand, Runner: runner},
+		Node:  cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
+		Nodes: &nodeops.Node{Client: client, Name: o.NodeName},
+		Lock:  sem,
+		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
+			NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner},
 		BootID:   bootIDFile(o.BootIDFile),
 		Rebooter: rebooter,
-		Patcher:  o.patcher(runner, log),
+		Patcher:  o.patcher(kind, runner, log),
 		Patch:    PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
 		Events:   events,
 		Metrics:  m,

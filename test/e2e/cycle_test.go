@@ -217,3 +217,50 @@ func TestMalformedAnnotationKeepsAgentRunning(t *testing.T) {
 	require.True(t, strings.Contains(c.node("node-0").Annotations[state.AnnotationForceReboot], "yes"),
 		"the operator's annotation was changed")
 }
+
+// TestDryRunChangesNothing: the agent walks the whole path and says what it would
+// do, but never takes the lock, cordons, taints or reboots.
+func TestDryRunChangesNothing(t *testing.T) {
+	c := newCluster(t, setup{nodes: 1, flags: []string{"--dry-run"}})
+	c.addWorkload("node-0", "web", 2, 2)
+	c.needReboot("node-0")
+
+	c.waitFor("the dry run to reach the reboot", time.Minute, func() bool {
+		for _, msg := range c.events("node-0", "DryRun") {
+			if strings.Contains(msg, "would reboot the host now") {
+				return true
+			}
+		}
+		return false
+	})
+	msgs := strings.Join(c.events("node-0", "DryRun"), "\n")
+	for _, want := range []string{"would take a lock slot", "would taint", "would evict 2 pods", "default/web-0"} {
+		require.Contains(t, msgs, want)
+	}
+	n := c.node("node-0")
+	require.False(t, n.Spec.Unschedulable, "a dry run cordoned")
+	require.False(t, nodeops.HasTaint(n), "a dry run tainted")
+	require.Empty(t, n.Annotations[state.AnnotationPhase], "a dry run wrote a phase")
+	require.Zero(t, c.watcher.MaxHolders(), "a dry run took the lock")
+	require.Zero(t, c.watcher.MaxCordoned())
+	require.False(t, c.sup.Host("node-0").RebootRequested(), "a dry run rebooted")
+	require.Equal(t, 2, c.podsOn("node-0"), "a dry run evicted pods")
+}
+
+// TestStatusShowsPhasesAndHolders runs `nodepatch status` on a cluster where one
+// node failed to reboot and holds the lock, and another is blocked.
+func TestStatusShowsPhasesAndHolders(t *testing.T) {
+	c := newCluster(t, setup{nodes: 2, failReboot: true, flags: []string{"--reboot-timeout=1s"}})
+	reason := "kernel regression"
+	c.annotate("node-1", state.AnnotationBlockReboot, &reason)
+	c.needReboot("node-0")
+	c.waitFor("the Failed phase", time.Minute, func() bool { return c.phase("node-0") == state.PhaseFailed })
+
+	out, err := exec.Command(nodepatchBinary(t), "status", "--kubeconfig", c.kubeconfig, "-n", namespace).CombinedOutput()
+	require.NoError(t, err, string(out))
+	text := string(out)
+	require.Contains(t, text, "1 of 1 slots held")
+	require.Regexp(t, `node-0\s+Failed\s+true\s+by nodepatch\s+held`, text)
+	require.Regexp(t, `node-1\s+Idle\s+true\s+no\s+-\s+kernel regression`, text)
+	require.Contains(t, text, "remove annotation nodepatch.io/phase to retry")
+}

@@ -51,11 +51,12 @@ func nodepatchBinary(t *testing.T) string {
 // cluster is one test's world: a control plane, simulated hosts, their agents and
 // an independent watcher.
 type cluster struct {
-	t       *testing.T
-	ctx     context.Context
-	client  kubernetes.Interface
-	sup     *sim.Supervisor
-	watcher *sim.Watcher
+	t          *testing.T
+	ctx        context.Context
+	client     kubernetes.Interface
+	kubeconfig string
+	sup        *sim.Supervisor
+	watcher    *sim.Watcher
 }
 
 type setup struct {
@@ -94,7 +95,7 @@ func newCluster(t *testing.T, s setup) *cluster {
 		Log: harness.NewTestLogWriter(t),
 	})
 	require.NoError(t, err)
-	c := &cluster{t: t, ctx: ctx, client: cp.Client, sup: sup}
+	c := &cluster{t: t, ctx: ctx, client: cp.Client, kubeconfig: cp.AdminKubeconfig, sup: sup}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpAgentLogs()
