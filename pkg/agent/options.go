@@ -147,7 +147,7 @@ func (o Options) validateHost(bad func(string, any, string)) {
 
 // hostRunner runs host commands: as systemd transient units (the default, no
 // privileged container needed) or as local processes.
-func (o Options) hostRunner(log *slog.Logger) (host.Runner, error) {
+func (o Options) hostRunner(ctx context.Context, log *slog.Logger) (host.Runner, error) {
 	if o.HostExec == "direct" {
 		return host.NewDirectRunner(o.HostRoot), nil
 	}
@@ -155,7 +155,13 @@ func (o Options) hostRunner(log *slog.Logger) (host.Runner, error) {
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("--host-exec=systemd: %w", err)
 	}
-	log.Debug("host commands run as systemd transient units", "outputDir", o.OutputDir)
+	// A unit outlives an agent that stopped waiting for it (dpkg is never killed
+	// mid-transaction); collect the ones that finished since.
+	if collected, err := r.Cleanup(ctx); err != nil {
+		log.Warn("cannot collect finished host command units", "err", err)
+	} else if len(collected) > 0 {
+		log.Info("collected host command units left by an earlier run", "units", collected)
+	}
 	return r, nil
 }
 

@@ -64,7 +64,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	events, stopEvents := newRecorder(client, o.NodeName)
 	defer stopEvents()
-	runner, err := o.hostRunner(log)
+	runner, err := o.hostRunner(ctx, log)
 	if err != nil {
 		return err
 	}
