@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -57,7 +56,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	leaseInformer := factories.lease.Coordination().V1().Leases()
 	sem, err := lock.New(lock.Config{
 		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Identity: o.NodeName, TTL: o.LockTTL,
-		NodeExists: nodeExists(client),
+		NodeExists: lock.NodeExistsIn(client),
 	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), time.Now)
 	if err != nil {
 		return err
@@ -192,16 +191,6 @@ type cachedNode struct {
 }
 
 func (c cachedNode) Get() (*corev1.Node, error) { return c.lister.Get(c.name) }
-
-func nodeExists(client kubernetes.Interface) func(context.Context, string) (bool, error) {
-	return func(ctx context.Context, name string) (bool, error) {
-		_, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-}
 
 type bootIDFile string
 

@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	coordlisters "k8s.io/client-go/listers/coordination/v1"
 
@@ -43,6 +44,18 @@ type Config struct {
 	// NodeExists tells whether a holder is still a Node of the cluster; the slot of a
 	// deleted node is reclaimed.
 	NodeExists func(ctx context.Context, name string) (bool, error)
+}
+
+// NodeExistsIn is the usual Config.NodeExists: a Get of the Node. Only a NotFound
+// answer says the holder is gone; any other error keeps its slot.
+func NodeExistsIn(client kubernetes.Interface) func(context.Context, string) (bool, error) {
+	return func(ctx context.Context, name string) (bool, error) {
+		_, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 }
 
 // Semaphore reads the lock from an informer's lister and writes through the API.

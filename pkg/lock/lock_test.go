@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -37,16 +36,6 @@ func newSemaphore(t *testing.T, ctx context.Context, client kubernetes.Interface
 	return sem
 }
 
-func nodeExists(client kubernetes.Interface) func(context.Context, string) (bool, error) {
-	return func(ctx context.Context, name string) (bool, error) {
-		_, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-}
-
 func createNode(t *testing.T, ctx context.Context, client kubernetes.Interface, name string) {
 	t.Helper()
 	_, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
@@ -69,7 +58,7 @@ func TestNeverMoreHoldersThanSlots(t *testing.T) {
 	for i := range contenders {
 		name := fmt.Sprintf("node-%d", i)
 		createNode(t, ctx, cp.Client, name)
-		sem := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: slots, Identity: name, NodeExists: nodeExists(cp.Client)})
+		sem := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: slots, Identity: name, NodeExists: lock.NodeExistsIn(cp.Client)})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -146,7 +135,7 @@ func TestReclaimOnlyFromNodesThatAreGone(t *testing.T) {
 		createNode(t, ctx, cp.Client, n)
 	}
 	cfg := func(id string) lock.Config {
-		return lock.Config{Slots: 1, Identity: id, NodeExists: nodeExists(cp.Client)}
+		return lock.Config{Slots: 1, Identity: id, NodeExists: lock.NodeExistsIn(cp.Client)}
 	}
 	a := newSemaphore(t, ctx, cp.Client, cfg("a"))
 	b := newSemaphore(t, ctx, cp.Client, cfg("b"))
@@ -175,8 +164,8 @@ func TestTTLReclaimsOnlyWhenOptedIn(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, won)
 
-	noTTL := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: 1, Identity: "b", NodeExists: nodeExists(cp.Client)})
-	withTTL := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: 1, Identity: "b", TTL: time.Second, NodeExists: nodeExists(cp.Client)})
+	noTTL := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: 1, Identity: "b", NodeExists: lock.NodeExistsIn(cp.Client)})
+	withTTL := newSemaphore(t, ctx, cp.Client, lock.Config{Slots: 1, Identity: "b", TTL: time.Second, NodeExists: lock.NodeExistsIn(cp.Client)})
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) { // past the TTL, a holder that never renewed
 		_, won, err = noTTL.TryAcquire(ctx)
@@ -198,7 +187,7 @@ func TestShrunkConcurrencyCountsOldSlots(t *testing.T) {
 	}
 	sems := map[string]*lock.Semaphore{}
 	for n, slots := range map[string]int{"a": 3, "b": 3, "c": 3, "d": 2} {
-		sems[n] = newSemaphore(t, ctx, cp.Client, lock.Config{Slots: slots, Identity: n, NodeExists: nodeExists(cp.Client)})
+		sems[n] = newSemaphore(t, ctx, cp.Client, lock.Config{Slots: slots, Identity: n, NodeExists: lock.NodeExistsIn(cp.Client)})
 	}
 	for _, n := range []string{"a", "b", "c"} {
 		eventually(t, func() bool { _, won, err := sems[n].TryAcquire(ctx); return err == nil && won })
