@@ -26,6 +26,7 @@ var renderedFiles = []string{
 // from what manifests/render.sh renders from the chart now.
 func TestManifestsAreUpToDate(t *testing.T) {
 	root := ct.RepoRoot(t)
+	ct.TrackInputs(t, "charts/nodepatch", "manifests")
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

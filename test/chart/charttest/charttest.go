@@ -6,6 +6,7 @@ package charttest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,9 +77,33 @@ func Env(t testing.TB) []string {
 	return env
 }
 
+// TrackInputs reads every file under the given paths (relative to the
+// repository's root). Files read by a subprocess (helm, go build) are invisible
+// to go test's result cache; reading them here makes a change to any of them
+// invalidate the cached result. A path that does not exist is skipped (go test
+// records that too).
+func TrackInputs(t testing.TB, paths ...string) {
+	t.Helper()
+	root := RepoRoot(t)
+	for _, p := range paths {
+		if _, err := os.Stat(filepath.Join(root, p)); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		err := filepath.WalkDir(filepath.Join(root, p), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			_, err = os.ReadFile(path)
+			return err
+		})
+		require.NoError(t, err, "read the inputs under %s", p)
+	}
+}
+
 // Run runs helm with args and returns its stdout, its stderr and its error.
 func Run(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
+	TrackInputs(t, filepath.Join("charts", "nodepatch"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Helm(t), args...)
