@@ -175,6 +175,9 @@ func imageBinaryT(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		privilegeHelper(mode) // privilege_test.go: the test binary as a helper
+	}
 	code := m.Run()
 	if imageBinary.path != "" {
 		os.RemoveAll(filepath.Dir(imageBinary.path))
