@@ -124,7 +124,7 @@ func expand(s string, vars map[string]string) (string, error) {
 func buildLikeDockerfile(t *testing.T, version, out string) error {
 	t.Helper()
 	root := ct.RepoRoot(t)
-	ct.TrackInputs(t, "go.mod", "go.sum", "cmd", "pkg", "internal")
+	ct.TrackInputs(t, "go.mod", "go.sum", "cmd", "pkg")
 	b := parseDockerBuild(t, filepath.Join(root, "Dockerfile"), map[string]string{
 		"VERSION": version, "TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH,
 	})
