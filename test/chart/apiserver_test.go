@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -373,3 +374,69 @@ func waitForbidden(t *testing.T, what string, call func() error, message string)
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestHelmInstallUpgradeUninstall runs helm itself against a real API server:
+// install (the chart's kubeVersion is checked against the server), the NOTES it
+// prints, an upgrade that changes a flag, and an uninstall that leaves the
+// agents' Leases behind, as docs/operations.md says.
+func TestHelmInstallUpgradeUninstall(t *testing.T) {
+	cp := harness.StartControlPlaneT(t, harness.Options{})
+	// helm checks the chart's kubeVersion against the server's /version, which
+	// is v0.0.0-master unless the build stamps it.
+	info, err := cp.Client.Discovery().ServerVersion()
+	require.NoError(t, err)
+	require.Regexp(t, `^v1\.[0-9]+\.[0-9]+`, info.GitVersion,
+		"kube-apiserver reports version %q: hack/build-tools.sh must build it with "+
+			"-ldflags \"-X k8s.io/component-base/version.gitVersion=vX.Y.Z -X k8s.io/component-base/version.gitMajor=X "+
+			"-X k8s.io/component-base/version.gitMinor=Y\"", info.GitVersion)
+	kubeconfig := []string{"--kubeconfig", cp.AdminKubeconfig, "--namespace", "nodepatch"}
+	helm := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := ct.Run(t, append(args, kubeconfig...)...)
+		require.NoError(t, err, "helm %s: %s", strings.Join(args, " "), stderr)
+		return out
+	}
+
+	out := helm("install", "nodepatch", ct.ChartDir(t), "--create-namespace", "--wait=false")
+	for _, want := range []string{
+		"nodepatch status --namespace nodepatch",
+		"kubectl -n nodepatch get leases -l nodepatch.io/lock=nodepatch-lock",
+		"kubectl annotate node NODE nodepatch.io/block-reboot=\"reason\"",
+		"kubectl annotate node NODE nodepatch.io/force-reboot=\"true\"",
+		"kubectl -n nodepatch annotate lease nodepatch-lock nodepatch.io/pause=\"reason\" --overwrite",
+		"kubectl -n nodepatch annotate lease nodepatch-lock nodepatch.io/pause-",
+		"no ServiceMonitor or PrometheusRule",
+	} {
+		require.Contains(t, out, want, "NOTES")
+	}
+	require.NotContains(t, out, "WARNING: admissionPolicy.enabled is false")
+
+	ctx := t.Context()
+	ds, err := cp.Client.AppsV1().DaemonSets("nodepatch").Get(ctx, "nodepatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Contains(t, ds.Spec.Template.Spec.Containers[0].Args, "--concurrency=1")
+	_, err = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, "nodepatch-own-node", metav1.GetOptions{})
+	require.NoError(t, err)
+
+	// The agents' Leases are theirs, not the release's.
+	for _, name := range []string{"nodepatch-lock", "nodepatch-lock-0"} {
+		_, err := cp.Client.CoordinationV1().Leases("nodepatch").Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"nodepatch.io/lock": "nodepatch-lock"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	helm("upgrade", "nodepatch", ct.ChartDir(t), "--reuse-values", "--set", "agent.concurrency=2")
+	ds, err = cp.Client.AppsV1().DaemonSets("nodepatch").Get(ctx, "nodepatch", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Contains(t, ds.Spec.Template.Spec.Containers[0].Args, "--concurrency=2")
+
+	helm("uninstall", "nodepatch", "--wait=false")
+	_, err = cp.Client.AppsV1().DaemonSets("nodepatch").Get(ctx, "nodepatch", metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the DaemonSet outlived the release: %v", err)
+	_, err = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, "nodepatch-own-node", metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the admission policy outlived the release: %v", err)
+	leases, err := cp.Client.CoordinationV1().Leases("nodepatch").List(ctx, metav1.ListOptions{LabelSelector: "nodepatch.io/lock=nodepatch-lock"})
+	require.NoError(t, err)
+	require.Len(t, leases.Items, 2, "uninstall leaves the Leases (docs/operations.md#uninstall removes them)")
+}
