@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	ct "github.com/nodepatch/nodepatch/test/chart/charttest"
@@ -63,30 +65,46 @@ func TestManifestIsTheChart(t *testing.T) {
 	require.NotEmpty(t, fromFile["groups"])
 }
 
-// TestKustomization checks that the kustomize base lists the rendered manifest
-// and a namespace that allows the agent's hostPath volumes.
+// TestKustomization builds the kustomize bases with kustomize itself (the
+// library kubectl apply -k uses): the base holds the namespace and every object
+// of the rendered chart, in that namespace, and the monitoring base the
+// ServiceMonitor and the PrometheusRule.
 func TestKustomization(t *testing.T) {
 	root := ct.RepoRoot(t)
-	var k struct {
-		Resources []string `json:"resources"`
-	}
-	b, err := os.ReadFile(filepath.Join(root, "manifests", "kustomization.yaml"))
-	require.NoError(t, err)
-	require.NoError(t, yaml.Unmarshal(b, &k))
-	require.ElementsMatch(t, []string{"namespace.yaml", "nodepatch.yaml"}, k.Resources)
+	ct.TrackInputs(t, "manifests")
+	objs := kustomize(t, filepath.Join(root, "manifests"))
 
-	ns := ct.Find(t, ct.Objects(t, mustRead(t, filepath.Join(root, "manifests", "namespace.yaml"))), "Namespace")
+	ns := ct.Find(t, objs, "Namespace")
 	require.Equal(t, ct.Namespace, ns.Name())
 	require.Equal(t, "privileged", ct.Path(t, map[string]any(ns), "metadata", "labels", "pod-security.kubernetes.io/enforce"))
 
-	for _, o := range ct.Objects(t, mustRead(t, filepath.Join(root, "manifests", "nodepatch.yaml"))) {
+	rendered := ct.Objects(t, mustRead(t, filepath.Join(root, "manifests", "nodepatch.yaml")))
+	require.Len(t, objs, len(rendered)+1, "the base holds the namespace and every rendered object")
+	for _, o := range objs {
 		md := o["metadata"].(map[string]any)
-		if strings.HasPrefix(o.Kind(), "Cluster") || strings.HasPrefix(o.Kind(), "ValidatingAdmission") {
+		switch {
+		case o.Kind() == "Namespace":
+		case strings.HasPrefix(o.Kind(), "Cluster") || strings.HasPrefix(o.Kind(), "ValidatingAdmission"):
 			require.NotContains(t, md, "namespace", "%s %s", o.Kind(), o.Name())
-			continue
+		default:
+			require.Equal(t, ct.Namespace, md["namespace"], "%s %s", o.Kind(), o.Name())
 		}
-		require.Equal(t, ct.Namespace, md["namespace"], "%s %s", o.Kind(), o.Name())
 	}
+
+	var kinds []string
+	for _, o := range kustomize(t, filepath.Join(root, "manifests", "monitoring")) {
+		kinds = append(kinds, o.Kind())
+	}
+	require.ElementsMatch(t, []string{"ServiceMonitor", "PrometheusRule"}, kinds)
+}
+
+func kustomize(t *testing.T, dir string) []ct.Object {
+	t.Helper()
+	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	require.NoError(t, err, "kustomize build %s", dir)
+	out, err := resources.AsYaml()
+	require.NoError(t, err)
+	return ct.Objects(t, string(out))
 }
 
 func mustRead(t *testing.T, path string) string {
