@@ -19,11 +19,15 @@ K8S_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit} $1 ==
 fresh() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.pin" 2>/dev/null)" = "$2" ]; }
 stamp() { echo "$2" > "$bin/.$1.pin"; }
 
+# Stamp the version the binaries report: unstamped they say v0.0.0-master, and
+# clients that check it (helm's kubeVersion constraints) refuse them.
+minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+stamp_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
-  pin="$K8S_VERSION $(sha256sum "$root/hack/tools/go.sum" | cut -c1-16)"
+  pin="$K8S_VERSION stamped $(sha256sum "$root/hack/tools/go.sum" | cut -c1-16)"
   if ! fresh "$c" "$pin"; then
-    echo ">> building $c ($K8S_VERSION tools module; the first build takes a few minutes)"
-    (cd "$root/hack/tools" && go build -trimpath -o "$bin/$c" "./cmd/$c")
+    echo ">> building $c ($K8S_VERSION from the tools module; the first build takes a few minutes)"
+    (cd "$root/hack/tools" && go build -trimpath -ldflags "$stamp_flags" -o "$bin/$c" "./cmd/$c")
     stamp "$c" "$pin"
   fi
 done

@@ -28,7 +28,6 @@ import (
 
 	"github.com/nodepatch/nodepatch/test/chart/charttest"
 	"github.com/nodepatch/nodepatch/test/harness"
-	"github.com/nodepatch/nodepatch/test/sim"
 )
 
 // The chart's ServiceAccount and the claim the admission policy reads.
@@ -47,7 +46,8 @@ var permissionError = regexp.MustCompile(`(?i)forbidden|unauthorized`)
 // agent Pod, as the kubelet would mount it. A permission the chart misses shows
 // as a refused request in an agent's log, and fails the test with that line.
 func TestCycleWithChartServiceAccount(t *testing.T) {
-	c, cp, agents := newChartCluster(t, 3)
+	c, agents := newChartCluster(t, 3)
+	cp := c.cp
 	checkAdmissionPolicy(t, c, cp, agents)
 
 	names := []string{nodeName(0), nodeName(1), nodeName(2)}
@@ -82,57 +82,28 @@ type agentIdentity struct {
 // not started. The supervisor's default kubeconfig holds a token the API server
 // does not know, so an agent that did not get its own would be refused (401)
 // and the log check would catch it.
-func newChartCluster(t *testing.T, nodes int) (*cluster, *harness.ControlPlane, map[string]*agentIdentity) {
+func newChartCluster(t *testing.T, nodes int) (*cluster, map[string]*agentIdentity) {
 	t.Helper()
-	bin := nodepatchBinary(t)
-	cp := harness.StartControlPlaneT(t, harness.Options{Kwok: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	t.Cleanup(cancel)
-	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	// No kube-controller-manager: nobody makes the default ServiceAccount.
-	_, err = cp.Client.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	ds := installChart(t, ctx, cp)
-
-	unknown, err := cp.KubeconfigForToken("not-a-token-the-api-server-knows")
-	require.NoError(t, err)
 	kubeconfigs := t.TempDir()
 	nodeFlags := map[string][]string{}
 	for i := range nodes {
 		nodeFlags[nodeName(i)] = []string{"--kubeconfig=" + filepath.Join(kubeconfigs, nodeName(i))}
 	}
-	sup, err := sim.NewSupervisor(cp.Client, sim.Options{
-		Binary: bin, Kubeconfig: unknown, Namespace: namespace, Dir: t.TempDir(),
-		RebootDuration: time.Second, NodeFlags: nodeFlags,
-		ExtraFlags: []string{"--concurrency=1", "--reboot-timeout=20s", "--drain-timeout=30s"},
-		Log:        harness.NewTestLogWriter(t),
-	})
-	require.NoError(t, err)
-	c := &cluster{t: t, ctx: ctx, client: cp.Client, sup: sup}
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.dumpAgentLogs()
-		}
-		require.NoError(t, sup.Stop())
-		require.NoError(t, sup.Err(), "the simulated hosts met errors")
-	})
+	c := newCluster(t, setup{nodes: nodes, noAgents: true, nodeFlags: nodeFlags,
+		defaultToken: "not-a-token-the-api-server-knows"})
+	ds := installChart(t, c.ctx, c.cp)
 	agents := map[string]*agentIdentity{}
 	for i := range nodes {
 		name := nodeName(i)
-		_, err := sup.AddNode(ctx, name, nil)
-		require.NoError(t, err)
-		agents[name] = newAgentIdentity(t, ctx, cp, ds, name)
+		agents[name] = newAgentIdentity(t, c.ctx, c.cp, ds, name)
 		// The path was fixed before the node existed; the token needs the Node
 		// (its UID goes into the token) and the Pod.
-		path, err := cp.KubeconfigForToken(agents[name].token)
+		path, err := c.cp.KubeconfigForToken(agents[name].token)
 		require.NoError(t, err)
 		require.NoError(t, os.Rename(path, filepath.Join(kubeconfigs, name)))
 		c.addWorkload(name, "app-"+name, 2, 2)
 	}
-	c.watcher, err = sim.StartWatcher(ctx, cp.Client, namespace)
-	require.NoError(t, err)
-	return c, cp, agents
+	return c, agents
 }
 
 // installChart renders the chart with the admission policy enforcing, applies

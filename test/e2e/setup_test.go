@@ -53,6 +53,7 @@ func nodepatchBinary(t *testing.T) string {
 type cluster struct {
 	t          *testing.T
 	ctx        context.Context
+	cp         *harness.ControlPlane
 	client     kubernetes.Interface
 	kubeconfig string
 	sup        *sim.Supervisor
@@ -67,6 +68,9 @@ type setup struct {
 	rebootTime  time.Duration
 	failReboot  bool
 	noAgents    bool
+	// defaultToken, when set, replaces the admin in the agents' default
+	// kubeconfig: per-node --kubeconfig flags must then give each its own.
+	defaultToken string
 }
 
 func newCluster(t *testing.T, s setup) *cluster {
@@ -89,13 +93,18 @@ func newCluster(t *testing.T, s setup) *cluster {
 	}
 	flags := append([]string{fmt.Sprintf("--concurrency=%d", s.concurrency), "--reboot-timeout=20s",
 		"--drain-timeout=30s"}, s.flags...)
+	kubeconfig := cp.AdminKubeconfig
+	if s.defaultToken != "" {
+		kubeconfig, err = cp.KubeconfigForToken(s.defaultToken)
+		require.NoError(t, err)
+	}
 	sup, err := sim.NewSupervisor(cp.Client, sim.Options{
-		Binary: bin, Kubeconfig: cp.AdminKubeconfig, Namespace: namespace, Dir: t.TempDir(),
+		Binary: bin, Kubeconfig: kubeconfig, Namespace: namespace, Dir: t.TempDir(),
 		RebootDuration: s.rebootTime, FailReboot: s.failReboot, ExtraFlags: flags, NodeFlags: s.nodeFlags,
 		Log: harness.NewTestLogWriter(t),
 	})
 	require.NoError(t, err)
-	c := &cluster{t: t, ctx: ctx, client: cp.Client, kubeconfig: cp.AdminKubeconfig, sup: sup}
+	c := &cluster{t: t, ctx: ctx, cp: cp, client: cp.Client, kubeconfig: cp.AdminKubeconfig, sup: sup}
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpAgentLogs()
