@@ -89,7 +89,11 @@ func (a *Agent) updateState(ctx context.Context, mutate func(*corev1.Node, *stat
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	a.awaitNodeCache(ctx, written)
+	if waited := time.Since(start); waited > 100*time.Millisecond {
+		a.cfg.Log.Info("the node cache was slow to show the agent's own write", "waited", waited)
+	}
 	return nil
 }
 

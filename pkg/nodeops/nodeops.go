@@ -30,7 +30,9 @@ type Node struct {
 // operator (say, a block annotation) is never overwritten.
 func (n *Node) Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error) {
 	var updated *corev1.Node
+	attempts := 0
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		attempts++
 		current, err := n.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -43,7 +45,7 @@ func (n *Node) Update(ctx context.Context, mutate func(*corev1.Node) error) (*co
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("updating node %s: %w", n.Name, err)
+		return nil, fmt.Errorf("updating node %s (%d attempts): %w", n.Name, attempts, err)
 	}
 	return updated, nil
 }

@@ -76,7 +76,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	defer os.RemoveAll(dir)
+	if os.Getenv("NODEPATCH_KEEP_ROLLOUT") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(o.Out, "keeping the hosts' folders and agent logs in", dir)
+	}
 	bin, err := harness.BuildNodepatch(ctx, dir)
 	if err != nil {
 		return Summary{}, err
