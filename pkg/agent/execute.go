@@ -25,7 +25,9 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActNone, ActWaitReady:
 		return false, nil
 	case ActWait:
-		a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
+		if len(step.Blocked) > 0 {
+			a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
+		}
 		return false, nil
 	case ActHalt:
 		a.warnOnce("RebootFailed", "%s", step.Reason)
