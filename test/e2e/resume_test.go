@@ -98,3 +98,31 @@ func holdSlot(t *testing.T, c *cluster, i int, node string) {
 	_, err := c.client.CoordinationV1().Leases(namespace).Create(c.ctx, lease, metav1.CreateOptions{})
 	require.NoError(t, err)
 }
+
+// TestSurvivesAPIServerRestart: kube-apiserver goes away for a few seconds while
+// node-0 is mid-drain (held by a budget) and node-1 waits for the lock. Whatever
+// each agent met in the meantime (failed evictions, broken watches), the rollout
+// must end with each node rebooted once, never two out of service at once, and
+// nothing left cordoned.
+func TestSurvivesAPIServerRestart(t *testing.T) {
+	c := newCluster(t, setup{nodes: 2, flags: []string{"--drain-timeout=60s", "--drain-retry-backoff=1s"}})
+	c.addWorkload("node-0", "db", 2, 0)
+	c.needReboot("node-0")
+	c.waitFor("node-0's drain", time.Minute, func() bool { return c.phase("node-0") == state.PhaseDraining })
+	c.needReboot("node-1")
+	c.waitEvent("node-1", "WaitingForLock")
+
+	require.NoError(t, c.cp.RestartAPIServer(c.ctx, 3*time.Second))
+	c.setDisruptionsAllowed("db", 2, 2)
+
+	c.waitRebooted(1, "node-0", "node-1")
+	require.Equal(t, 1, c.sup.Reboots("node-0"))
+	require.Equal(t, 1, c.sup.Reboots("node-1"))
+	require.LessOrEqual(t, c.watcher.MaxHolders(), 1)
+	require.LessOrEqual(t, c.watcher.MaxCordoned(), 1)
+	for _, n := range []string{"node-0", "node-1"} {
+		node := c.node(n)
+		require.False(t, node.Spec.Unschedulable, "%s left cordoned", n)
+		require.False(t, nodeops.HasTaint(node), "%s left tainted", n)
+	}
+}

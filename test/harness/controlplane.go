@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,12 +59,14 @@ type ControlPlane struct {
 	CAFile          string // CA that signed the API server's certificate
 	Client          kubernetes.Interface
 
-	binDir   string
-	pki      *pkiFiles
-	ownsDir  bool
-	procs    []*Process // in start order
-	stopOnce sync.Once
-	stopErr  error
+	binDir  string
+	pki     *pkiFiles
+	ownsDir bool
+	procs   []*Process // in start order
+	// apiserverArgs are kept for RestartAPIServer.
+	apiserverArgs []string
+	stopOnce      sync.Once
+	stopErr       error
 }
 
 // StartControlPlane starts etcd and kube-apiserver on 127.0.0.1 with free
@@ -212,7 +215,37 @@ func (cp *ControlPlane) startAPIServer(etcdURL string) error {
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 	}
+	cp.apiserverArgs = args
 	return cp.startComponent("kube-apiserver", args, nil)
+}
+
+// RestartAPIServer stops kube-apiserver, keeps it down for down, and starts it
+// again on the same port and etcd, as an upgrade or a crash of the API server
+// would. It returns once /readyz answers again.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context, down time.Duration) error {
+	i := slices.IndexFunc(cp.procs, func(p *Process) bool { return p.Name() == "kube-apiserver" })
+	if i < 0 {
+		return errors.New("restart kube-apiserver: it is not running")
+	}
+	if err := cp.procs[i].Stop(10 * time.Second); err != nil {
+		return fmt.Errorf("stop kube-apiserver: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down): // the outage being simulated
+	}
+	path, err := ToolPath(cp.binDir, "kube-apiserver")
+	if err != nil {
+		return err
+	}
+	proc, err := StartProcess(ProcessSpec{Name: "kube-apiserver", Path: path, Args: cp.apiserverArgs,
+		LogPath: cp.path("kube-apiserver.log")})
+	if err != nil {
+		return err
+	}
+	cp.procs[i] = proc
+	return cp.waitAPIServerReady(ctx, time.Minute)
 }
 
 // startComponent starts binDir/name with its log in Dir/name.log.
