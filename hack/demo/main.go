@@ -34,6 +34,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	summary, err := rollout.Run(ctx, o)
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "\ndemo interrupted; everything it started has been stopped")
+		os.Exit(130)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
