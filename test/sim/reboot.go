@@ -50,6 +50,9 @@ func (s *Supervisor) handleRebootRequest(name string, host *Host) error {
 // new boot id and turns Ready, and the DaemonSet starts the agent again.
 func (s *Supervisor) reboot(name string, host *Host) error {
 	s.logf("%s: reboot requested; rebooting", name)
+	// The host is down from the request on: RebootDuration counts from here,
+	// not from when kwok gets round to reporting the Node NotReady.
+	back := time.Now().Add(s.opts.RebootDuration)
 	if err := s.KillAgent(name); err != nil {
 		return err
 	}
@@ -60,7 +63,7 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	if err := s.goDown(name); err != nil {
 		return err
 	}
-	if err := sleepCtx(s.ctx, s.opts.RebootDuration); err != nil {
+	if err := sleepCtx(s.ctx, time.Until(back)); err != nil {
 		return fmt.Errorf("reboot of %s: %w", name, err)
 	}
 	if err := s.comeUp(name, bootID); err != nil {
