@@ -71,11 +71,10 @@ type Config struct {
 	// RebootAfterDrainTimeout reboots even when the drain timed out.
 	RebootAfterDrainTimeout bool
 	// Period is how often the host is asked whether it needs a reboot (jittered).
-	Period  time.Duration
-	LockTTL time.Duration
-	Window  schedule.Window
-	DryRun  bool
-	Clock   func() time.Time
+	Period time.Duration
+	Window schedule.Window
+	DryRun bool
+	Clock  func() time.Time
 
 	Node     NodeReader
 	Nodes    NodeWriter
@@ -155,11 +154,6 @@ func (a *Agent) sleepFor(until time.Time) time.Duration {
 	if !until.IsZero() && until.Before(next) {
 		next = until
 	}
-	if a.cfg.LockTTL > 0 {
-		if renew := a.cfg.Clock().Add(a.cfg.LockTTL / 3); renew.Before(next) {
-			next = renew
-		}
-	}
 	return max(next.Sub(a.cfg.Clock()), 10*time.Millisecond)
 }
 
@@ -178,15 +172,15 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
 			return a.cfg.Clock().Add(time.Second)
 		}
-		if a.dry == nil {
-			a.maybePatch(ctx, obs)
+		if a.dry == nil && a.maybePatch(ctx, obs) {
+			continue // the host may need a reboot now, or have updates for the lock
 		}
 		step := Decide(obs)
 		a.record(obs, step)
 		progressed, err := a.execute(ctx, obs, step)
 		if err != nil {
 			a.cfg.Log.Error("step failed; will retry", "action", step.Action.String(), "err", err)
-			a.warn("StepFailed", "%s failed: %v", step.Action, err)
+			a.warnOnce("StepFailed", "%s failed: %v", step.Action, err)
 			return a.cfg.Clock().Add(2 * time.Second)
 		}
 		if !progressed {

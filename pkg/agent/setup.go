@@ -84,7 +84,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 			PodSelector: o.DrainPodSelector, Log: slogWriter{log}},
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
-		Period:                  o.Period, LockTTL: o.LockTTL, Window: window, DryRun: o.DryRun,
+		Period:                  o.Period, Window: window, DryRun: o.DryRun,
 		Node:  cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
 		Nodes: &nodeops.Node{Client: client, Name: o.NodeName},
 		Lock:  sem,
