@@ -264,3 +264,21 @@ func TestStatusShowsPhasesAndHolders(t *testing.T) {
 	require.Regexp(t, `node-1\s+Idle\s+true\s+no\s+-\s+kernel regression`, text)
 	require.Contains(t, text, "remove annotation nodepatch.io/phase to retry")
 }
+
+// TestWindowHoldsTheReboot: outside the maintenance window the node waits and
+// says until when; with a window that is open now, it goes.
+func TestWindowHoldsTheReboot(t *testing.T) {
+	opens := time.Now().UTC().Add(2 * time.Hour)
+	closed := []string{"--start-time=" + opens.Format("15:04"), "--end-time=" + opens.Add(time.Hour).Format("15:04"),
+		"--reboot-days=" + strings.ToLower(opens.Format("Mon"))}
+	c := newCluster(t, setup{nodes: 1, nodeFlags: map[string][]string{"node-0": closed}})
+	c.needReboot("node-0")
+	msg := c.waitEvent("node-0", "RebootBlocked")
+	require.Contains(t, msg, "outside the maintenance window until "+opens.Format("2006-01-02T15:04"))
+	require.Zero(t, c.sup.Reboots("node-0"))
+	require.Empty(t, c.watcher.Holders())
+
+	require.NoError(t, c.sup.SetAgentFlags("node-0", []string{"--reboot-days=" + strings.ToLower(time.Now().UTC().Format("Mon"))}))
+	require.NoError(t, c.sup.RestartAgent("node-0"))
+	c.waitRebooted(1, "node-0")
+}
