@@ -18,11 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/nodepatch/nodepatch/pkg/agent"
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
 	"github.com/nodepatch/nodepatch/pkg/state"
+	"github.com/nodepatch/nodepatch/pkg/version"
 )
 
 // clusterFlags are the flags of the commands an operator runs against a cluster.
@@ -35,24 +36,22 @@ func (c *clusterFlags) bind(cmd *cobra.Command) {
 	if ns == "" {
 		ns = "nodepatch"
 	}
-	cmd.Flags().StringVar(&c.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG)")
+	cmd.Flags().StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, else ~/.kube/config)")
 	cmd.Flags().StringVarP(&c.namespace, "namespace", "n", ns, "namespace nodepatch runs in")
 	cmd.Flags().StringVar(&c.lockName, "lock-name", "nodepatch-lock", "name of the lock")
 }
 
+// client follows kubectl's rules: --kubeconfig, else $KUBECONFIG (a list of
+// files), else ~/.kube/config.
 func (c *clusterFlags) client() (kubernetes.Interface, error) {
-	if c.kubeconfig == "" {
-		c.kubeconfig = clientcmdDefault()
-	}
-	return agent.NewClient(c.kubeconfig)
-}
-
-func clientcmdDefault() string {
-	home, err := os.UserHomeDir()
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = c.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
 	if err != nil {
-		return ""
+		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
-	return home + "/.kube/config"
+	cfg.UserAgent = "nodepatch/" + version.Version
+	return kubernetes.NewForConfig(cfg)
 }
 
 func newStatusCommand() *cobra.Command {

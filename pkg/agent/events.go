@@ -7,7 +7,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// nodeRef is the object Events are recorded on: the agent's own Node.
+// nodeRef is the object Events are recorded on: the agent's own Node. Its UID is
+// the node's name, as the kubelet records host events, so that `kubectl describe
+// node` (which looks under both the name and the real UID) shows them.
 func (a *Agent) nodeRef() *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Node", Name: a.cfg.NodeName, UID: types.UID(a.cfg.NodeName)}
 }

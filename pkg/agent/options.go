@@ -86,11 +86,13 @@ func (o Options) Validate() (schedule.Window, error) {
 	if o.Concurrency < 1 || o.Concurrency > 1000 {
 		bad("concurrency", o.Concurrency, "want 1 to 1000 nodes at once")
 	}
-	positive := map[string]time.Duration{"period": o.Period, "reboot-timeout": o.RebootTimeout,
-		"drain-timeout": o.DrainTimeout, "drain-retry-backoff": o.DrainRetryBackoff}
-	for flag, d := range positive {
-		if d <= 0 {
-			bad(flag, d, "want a positive duration")
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{{"period", o.Period}, {"reboot-timeout", o.RebootTimeout}, {"drain-timeout", o.DrainTimeout},
+		{"drain-retry-backoff", o.DrainRetryBackoff}} {
+		if d.value <= 0 {
+			bad(d.flag, d.value, "want a positive duration")
 		}
 	}
 	if o.LockTTL < 0 {
