@@ -76,6 +76,9 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.DurationVar(&o.PatchTimeout, "patch-timeout", 30*time.Minute, "bound on one package manager run")
 	f.StringSliceVar(&o.PatchExclude, "patch-exclude", agent.DefaultPatchExclude, "packages never upgraded (Kubernetes runtime packages by default)")
 	f.BoolVar(&o.PatchUnderLock, "patch-under-lock", false, "take a lock slot and drain before applying updates (for hosts where upgrades restart services)")
+
+	f.DurationVar(&o.ClockSkew, "clock-skew", 0, "shift the agent's clock by this much (for fault tests)")
+	_ = f.MarkHidden("clock-skew")
 }
 
 func newLogger(format string) *slog.Logger {

@@ -164,31 +164,51 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		if ctx.Err() != nil {
 			return time.Time{}
 		}
-		if a.dry != nil && a.cfg.Clock().Before(a.dry.restUntil) {
-			return a.dry.restUntil
-		}
-		obs, err := a.observe(ctx)
-		if err != nil {
-			a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
+		step, progressed, err := a.ReconcileOnce(ctx)
+		switch {
+		case errors.Is(err, errObserve):
 			return a.cfg.Clock().Add(time.Second)
-		}
-		if a.dry == nil && a.maybePatch(ctx, obs) {
-			continue // the host may need a reboot now, or have updates for the lock
-		}
-		step := Decide(obs)
-		a.record(obs, step)
-		progressed, err := a.execute(ctx, obs, step)
-		if err != nil {
-			a.cfg.Log.Error("step failed; will retry", "action", step.Action.String(), "err", err)
-			a.warnOnce("StepFailed", "%s failed: %v", step.Action, err)
+		case err != nil:
 			return a.cfg.Clock().Add(2 * time.Second)
-		}
-		if !progressed {
+		case !progressed:
 			return step.Until
 		}
-		a.forgetEvents()
 	}
 	return a.cfg.Clock().Add(time.Second)
+}
+
+// errObserve marks a failure to read the node, the lock or the host.
+var errObserve = errors.New("cannot observe")
+
+// ReconcileOnce observes once, decides once and carries out that one step. It
+// reports the step and whether it changed anything (then the caller should look
+// again at once). Run calls it in a loop; a model checker calls it to
+// interleave agents one step at a time.
+func (a *Agent) ReconcileOnce(ctx context.Context) (Step, bool, error) {
+	if a.dry != nil && a.cfg.Clock().Before(a.dry.restUntil) {
+		return Step{Action: ActWait, Phase: "Idle", Reason: "dry run resting", Until: a.dry.restUntil}, false, nil
+	}
+	obs, err := a.observe(ctx)
+	if err != nil {
+		a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
+		return Step{}, false, fmt.Errorf("%w: %w", errObserve, err)
+	}
+	if a.dry == nil && a.maybePatch(ctx, obs) {
+		// The host may need a reboot now, or have updates for the lock.
+		return Step{Action: ActNone, Phase: "Idle", Reason: "ran a patch round"}, true, nil
+	}
+	step := Decide(obs)
+	a.record(obs, step)
+	progressed, err := a.execute(ctx, obs, step)
+	if err != nil {
+		a.cfg.Log.Error("step failed; will retry", "action", step.Action.String(), "err", err)
+		a.warnOnce("StepFailed", "%s failed: %v", step.Action, err)
+		return step, false, err
+	}
+	if progressed {
+		a.forgetEvents()
+	}
+	return step, progressed, nil
 }
 
 // observe gathers an Observation from the caches and the host.

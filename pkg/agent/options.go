@@ -60,6 +60,16 @@ type Options struct {
 	PatchTimeout   time.Duration
 	PatchExclude   []string
 	PatchUnderLock bool
+
+	// ClockSkew shifts the agent's clock (hidden flag --clock-skew): fault tests
+	// run one agent minutes ahead or behind without touching the machine's clock.
+	ClockSkew time.Duration
+}
+
+// Clock is the agent's clock: the machine's, shifted by ClockSkew.
+func (o Options) Clock() func() time.Time {
+	skew := o.ClockSkew
+	return func() time.Time { return time.Now().Add(skew) }
 }
 
 // DefaultPatchExclude are the Kubernetes runtime packages: they are upgraded with

@@ -52,13 +52,14 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	defer shutdown(srv)
 
+	clock := o.Clock()
 	factories := newInformers(client, o)
 	nodeInformer := factories.node.Core().V1().Nodes()
 	leaseInformer := factories.lease.Coordination().V1().Leases()
 	sem, err := lock.New(lock.Config{
 		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Identity: o.NodeName, TTL: o.LockTTL,
 		NodeExists: lock.NodeExistsIn(client),
-	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), time.Now)
+	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), clock)
 	if err != nil {
 		return err
 	}
@@ -85,7 +86,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 			PodSelector: o.DrainPodSelector, Log: slogWriter{log}},
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
-		Period:                  o.Period, Window: window, DryRun: o.DryRun,
+		Period:                  o.Period, Window: window, DryRun: o.DryRun, Clock: clock,
 		Node:  cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
 		Nodes: &nodeops.Node{Client: client, Name: o.NodeName},
 		Lock:  sem,
