@@ -50,6 +50,8 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.StringVar(&o.RebootMethod, "reboot-method", "systemd", "how to reboot: systemd (reboot.target over D-Bus) or command")
 	f.StringVar(&o.RebootCommand, "reboot-command", "", "host command (/bin/sh -c) that reboots, with --reboot-method=command")
 	f.DurationVar(&o.RebootTimeout, "reboot-timeout", 10*time.Minute, "a boot id unchanged this long after a reboot request means the reboot did not happen")
+	f.DurationVar(&o.MinRebootInterval, "min-reboot-interval", time.Hour, "when the host still asks for a reboot right after one, wait this long before the next (a reboot loop)")
+	f.IntVar(&o.MaxRepeatedReboots, "max-repeated-reboots", 3, "halt a node after this many reboots in a row that each left the host still asking for one")
 
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 10*time.Minute, "give up a drain after this long: undo the cordon, release the lock, retry later")
 	f.IntVar(&o.DrainGracePeriod, "drain-grace-period", -1, "seconds each evicted pod gets to stop; -1 uses the pod's own")
@@ -76,6 +78,8 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.DurationVar(&o.PatchTimeout, "patch-timeout", 30*time.Minute, "bound on one package manager run")
 	f.StringSliceVar(&o.PatchExclude, "patch-exclude", agent.DefaultPatchExclude, "packages never upgraded (Kubernetes runtime packages by default)")
 	f.BoolVar(&o.PatchUnderLock, "patch-under-lock", false, "take a lock slot and drain before applying updates (for hosts where upgrades restart services)")
+
+	f.Int64Var(&o.ConfigGeneration, "config-generation", 0, "generation of this configuration (the chart sets the DaemonSet's pod-template-generation): the newest generation's --concurrency is the cluster's limit")
 
 	f.DurationVar(&o.ClockSkew, "clock-skew", 0, "shift the agent's clock by this much (for fault tests)")
 	_ = f.MarkHidden("clock-skew")

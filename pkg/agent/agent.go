@@ -42,6 +42,8 @@ type Lock interface {
 	Release(ctx context.Context) error
 	Renew(ctx context.Context) error
 	HoldsNow(ctx context.Context) (bool, error)
+	// Fenced: with a TTL, the slot may no longer be counted on (not renewed in time).
+	Fenced(ctx context.Context) bool
 }
 
 // RebootDetector tells whether the host needs a reboot.
@@ -57,6 +59,12 @@ type BootIDReader interface {
 // Rebooter asks the host to reboot.
 type Rebooter interface {
 	Reboot(ctx context.Context) error
+}
+
+// HostBusyChecker tells what, if anything, must finish on the host before it may
+// reboot: a package transaction, a nodepatch host command still running.
+type HostBusyChecker interface {
+	Busy(ctx context.Context) (string, error)
 }
 
 // Config is everything the agent needs, effects included.
@@ -82,11 +90,15 @@ type Config struct {
 	Detector RebootDetector
 	BootID   BootIDReader
 	Rebooter Rebooter
-	Patcher  Patcher // nil: no patching
+	HostBusy HostBusyChecker // nil: never busy
+	Patcher  Patcher         // nil: no patching
 	Patch    PatchSettings
 	Events   record.EventRecorder
-	Metrics  *metrics.Metrics
-	Log      *slog.Logger
+	// FlushEvents waits until the Events recorded so far reached the API server
+	// (nil: Events are not waited for).
+	FlushEvents func(ctx context.Context) error
+	Metrics     *metrics.Metrics
+	Log         *slog.Logger
 }
 
 // Agent runs the cycle for one node.
@@ -96,12 +108,22 @@ type Agent struct {
 
 	host          HostView
 	nextHostCheck time.Time
-	// issued names the reboot attempt ("bootid/attempt") this process asked for.
-	issued string
+	// bootID is the host's boot id, read once: no process outlives a reboot.
+	bootID string
+	// refusal is the host's refusal of a reboot request, for the attempt it names.
+	refusal refusal
+	// busy is what last kept the host from rebooting, and since when.
+	busy      string
+	busySince time.Time
 	// told holds the last message of each once-only Event reason.
 	told  map[string]string
 	dry   *dryRun
 	patch patchState
+}
+
+type refusal struct {
+	attempt string // attemptKey of the refused attempt
+	msg     string
 }
 
 // New checks cfg and returns an agent.
@@ -118,7 +140,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, trigger: make(chan struct{}, 1)}
 	if cfg.DryRun {
-		a.dry = &dryRun{}
+		a.dry = newDryRun(a)
 	}
 	return a, nil
 }
@@ -193,10 +215,6 @@ func (a *Agent) ReconcileOnce(ctx context.Context) (Step, bool, error) {
 		a.cfg.Log.Error("cannot observe the node; will retry", "err", err)
 		return Step{}, false, fmt.Errorf("%w: %w", errObserve, err)
 	}
-	if a.dry == nil && a.maybePatch(ctx, obs) {
-		// The host may need a reboot now, or have updates for the lock.
-		return Step{Action: ActNone, Phase: "Idle", Reason: "ran a patch round"}, true, nil
-	}
 	step := Decide(obs)
 	a.record(obs, step)
 	progressed, err := a.execute(ctx, obs, step)
@@ -237,15 +255,66 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		Host:       a.host,
 		WindowOpen: a.cfg.Window.Contains(now),
 		NextWindow: a.cfg.Window.NextOpen(now),
+		Patch:      PatchView{Enabled: a.cfg.Patcher != nil, Interval: a.cfg.Patch.Interval, LastRound: a.patch.lastRound},
 		Limits:     a.cfg.Limits,
 	}
-	_, obs.Lock.Held = snap.Held(a.cfg.NodeName)
-	obs.Host.RebootIssued = a.issued != "" && a.issued == attemptKey(st)
-	obs.Host.PatchReady = a.patch.ready
-	if a.dry != nil {
-		a.dry.overlay(&obs)
+	_, held := snap.Held(a.cfg.NodeName)
+	// A holder that cannot keep its slot alive acts as if it had none: it
+	// stops before the reboot, and Decide undoes the cycle.
+	obs.Lock.Held = held && !a.cfg.Lock.Fenced(ctx)
+	if a.refusal.attempt != "" && a.refusal.attempt == attemptKey(st.BootIDBefore, st.RebootAttempts) {
+		obs.Host.RebootRefused = a.refusal.msg
 	}
+	obs.Host.PatchReady, obs.Host.PatchApplied = a.patch.ready, a.patch.applied
+	if aboutToReboot(obs) {
+		a.refreshBusy(ctx, now)
+		obs.Host.Busy, obs.Host.BusySince = a.busy, a.busySince
+	}
+	a.recordBootIDs(obs)
 	return obs, nil
+}
+
+// aboutToReboot: the next decision may ask the host to reboot, so it needs to
+// know whether the host is busy. Only then is the host asked, since asking runs
+// a command there.
+func aboutToReboot(o Observation) bool {
+	st := o.Node.State
+	switch st.Phase {
+	case state.PhaseDraining:
+		return st.Drained
+	case state.PhaseRebooting:
+		return !o.rebooted()
+	}
+	return false
+}
+
+// refreshBusy asks the host whether a package transaction or a nodepatch
+// command still runs. An unanswered question counts as busy: never reboot on a
+// guess.
+func (a *Agent) refreshBusy(ctx context.Context, now time.Time) {
+	what := ""
+	if a.cfg.HostBusy != nil {
+		var err error
+		if what, err = a.cfg.HostBusy.Busy(ctx); err != nil {
+			what = "cannot tell whether a package transaction runs: " + err.Error()
+		}
+	}
+	switch {
+	case what == "":
+		a.busy, a.busySince = "", time.Time{}
+	case a.busy == "":
+		a.busy, a.busySince = what, now
+		a.warn("HostBusy", "not rebooting yet: %s", what)
+	default:
+		a.busy = what
+	}
+}
+
+// recordBootIDs shows the host's and the kubelet's boot ids in a metric while
+// they disagree.
+func (a *Agent) recordBootIDs(o Observation) {
+	_, mismatch := o.bootIDMismatch()
+	a.cfg.Metrics.SetBootIDMismatch(mismatch, o.Host.BootID, o.Node.ReportedBootID)
 }
 
 func nodeView(node *corev1.Node, st state.Node) NodeView {
@@ -258,18 +327,23 @@ func nodeView(node *corev1.Node, st state.Node) NodeView {
 	return v
 }
 
-func attemptKey(st state.Node) string {
-	return fmt.Sprintf("%s/%d", st.BootIDBefore, st.RebootAttempts)
+// attemptKey names one reboot attempt: the boot it leaves and its number.
+func attemptKey(bootID string, attempt int) string {
+	return fmt.Sprintf("%s/%d", bootID, attempt)
 }
 
-// refreshHost reads the boot id every time (it is cheap and decides the reboot's
-// success) and asks whether a reboot is needed once a period.
+// refreshHost reads the host's boot id once (a reboot ends every process, so it
+// cannot change under a running agent) and asks whether a reboot is needed once
+// a period.
 func (a *Agent) refreshHost(ctx context.Context, now time.Time) error {
-	bootID, err := a.cfg.BootID.BootID(ctx)
-	if err != nil {
-		return fmt.Errorf("reading the host's boot id: %w", err)
+	if a.bootID == "" {
+		bootID, err := a.cfg.BootID.BootID(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the host's boot id: %w", err)
+		}
+		a.bootID = bootID
 	}
-	a.host.BootID = bootID
+	a.host.BootID = a.bootID
 	if now.Before(a.nextHostCheck) {
 		return nil
 	}

@@ -18,6 +18,7 @@ type Observation struct {
 	// WindowOpen says whether a reboot may start now; NextWindow is when it next may.
 	WindowOpen bool
 	NextWindow time.Time
+	Patch      PatchView
 	Limits     Limits
 }
 
@@ -45,18 +46,43 @@ type HostView struct {
 	RebootRequired bool
 	Reasons        []string
 	BootID         string
-	// RebootIssued: this agent process already asked the host to reboot for the
-	// current attempt. After a restart it is false, and the reboot is asked again.
-	RebootIssued bool
+	// Busy names a package transaction or nodepatch host command still running on
+	// the host ("" when none, or when nobody asked: it is read only while a reboot
+	// is about to be requested). BusySince is when this process first saw it busy.
+	Busy      string
+	BusySince time.Time
+	// RebootRefused is the host's refusal of this attempt's reboot request, as
+	// this process saw it ("" when none).
+	RebootRefused string
 	// PatchReady: updates are downloaded and wait to be applied under the lock
 	// (--patch-under-lock); that needs a cycle as much as a reboot does.
 	PatchReady bool
+	// PatchApplied: this cycle applied the updates under the lock, and
+	// RebootRequired is the host's answer after that.
+	PatchApplied bool
+}
+
+// PatchView says whether patching is on and when this process last ran a round.
+type PatchView struct {
+	Enabled  bool
+	Interval time.Duration
+	// LastRound is this process's last round, kept even when recording it on the
+	// Node failed, so that a lost write never makes two rounds in one interval.
+	LastRound time.Time
 }
 
 // Limits are the operator's timing settings that the decision needs.
 type Limits struct {
 	RebootTimeout     time.Duration
 	MaxRebootAttempts int
+	// MinRebootInterval: after a verified reboot that left the host still asking
+	// for one, the next reboot waits this long (unless forced).
+	MinRebootInterval time.Duration
+	// MaxRepeatedReboots: that many reboots in a row that each left the need in
+	// place halt the node until an operator looks.
+	MaxRepeatedReboots int
+	// BusyTimeout bounds the wait for a package transaction before a reboot.
+	BusyTimeout time.Duration
 }
 
 // Action is what the agent does next.
@@ -64,24 +90,27 @@ type Action int
 
 // The actions, in roughly the order a cycle takes them.
 const (
-	ActNone        Action = iota // nothing to do until something changes
-	ActWait                      // a reboot is needed but may not start (or go on) yet
-	ActCleanup                   // an idle node still carries nodepatch's taint or cordon
-	ActAcquire                   // take a lock slot
-	ActReleaseSlot               // give back a slot that no cycle uses
-	ActBeginCycle                // record the cycle, taint and cordon
-	ActDrain                     // drain, then record the boot id and reboot
-	ActAbortCycle                // undo taint and cordon, release the slot
-	ActReboot                    // ask the host to reboot (again) for the current attempt
-	ActRetryReboot               // the reboot timed out: start another attempt
-	ActFailReboot                // the last attempt timed out: halt, keep slot and cordon
-	ActHalt                      // Failed: wait for an operator
-	ActWaitReady                 // rebooted: wait for the kubelet's report and Ready
-	ActFinish                    // back and Ready: untaint, uncordon, release
+	ActNone            Action = iota // nothing to do until something changes
+	ActWait                          // a reboot is needed but may not start (or go on) yet
+	ActCleanup                       // an idle node still carries nodepatch's taint or cordon
+	ActResetLoop                     // the need went away: forget the repeated reboots
+	ActPatch                         // look for updates and download (and, not under the lock, apply) them
+	ActAcquire                       // take a lock slot
+	ActReleaseSlot                   // give back a slot that no cycle uses
+	ActBeginCycle                    // confirm the slot with the API server; record the cycle, taint and cordon
+	ActDrain                         // evict the node's pods, then record that it is drained
+	ActApplyPatch                    // drained: apply the downloaded updates, ask the host again
+	ActEndPatchedCycle               // patched under the lock and no reboot needed: end the cycle
+	ActAbortCycle                    // undo taint and cordon, release the slot
+	ActReboot                        // record a reboot attempt, confirm the slot, ask the host to reboot
+	ActFailReboot                    // halt, keep slot and cordon
+	ActHalt                          // Failed: wait for an operator
+	ActWaitReady                     // rebooted: wait for the kubelet's report and Ready
+	ActFinish                        // back and Ready: untaint, uncordon, release
 )
 
-var actionNames = [...]string{"None", "Wait", "Cleanup", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
-	"AbortCycle", "Reboot", "RetryReboot", "FailReboot", "Halt", "WaitReady", "Finish"}
+var actionNames = [...]string{"None", "Wait", "Cleanup", "ResetLoop", "Patch", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
+	"ApplyPatch", "EndPatchedCycle", "AbortCycle", "Reboot", "FailReboot", "Halt", "WaitReady", "Finish"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -95,9 +124,27 @@ type Step struct {
 	Until   time.Time
 }
 
+// Block reasons, as in nodepatch_reboot_blocked{reason}.
+const (
+	BlockAnnotation     = "annotation"
+	BlockPaused         = "paused"
+	BlockWindow         = "window"
+	BlockBackoff        = "backoff"
+	BlockRecentReboot   = "recent-reboot"
+	BlockRebootLoop     = "reboot-loop"
+	BlockBootIDMismatch = "boot-id-mismatch"
+	BlockHostBusy       = "host-busy"
+)
+
+// busyRecheck is how soon a reboot held by a busy host looks again.
+const busyRecheck = 5 * time.Second
+
 // Decide is the agent's whole protocol: a pure function from what it observes to
 // what it does next.
 func Decide(o Observation) Step {
+	if step, mismatch := o.bootIDMismatch(); mismatch {
+		return step
+	}
 	switch o.Node.State.Phase {
 	case state.PhaseDraining:
 		return decideDraining(o)
@@ -110,12 +157,40 @@ func Decide(o Observation) Step {
 	}
 }
 
+// bootIDMismatch refuses to act while the host's boot id is not the one the
+// kubelet reports (and the difference is not a kubelet still to report after
+// this cycle's reboot): the agent then reads some other kernel's id (a VM
+// sandbox, a shared kernel), and every decision about "rebooted" would be wrong.
+func (o Observation) bootIDMismatch() (Step, bool) {
+	reported, hostID := o.Node.ReportedBootID, o.Host.BootID
+	if reported == "" || hostID == "" || reported == hostID {
+		return Step{}, false
+	}
+	if st := o.Node.State; st.Phase != state.PhaseIdle && st.BootIDBefore != "" && reported == st.BootIDBefore {
+		return Step{}, false // the host rebooted; the kubelet has not reported from the new boot yet
+	}
+	return Step{Action: ActWait, Phase: o.phaseName(), Blocked: []string{BlockBootIDMismatch},
+		Reason: fmt.Sprintf("the host's boot id %s is not the kubelet's %s; not acting on a boot id the kubelet does not confirm", hostID, reported)}, true
+}
+
+func (o Observation) phaseName() string {
+	if p := o.Node.State.Phase; p != state.PhaseIdle {
+		return string(p)
+	}
+	return "Idle"
+}
+
 func decideIdle(o Observation) Step {
 	if o.Node.Tainted || o.Node.State.CordonedByUs {
 		return Step{Action: ActCleanup, Phase: "Idle", Reason: "an idle node still carries nodepatch's taint or cordon"}
 	}
-	needed := o.cycleNeeded()
-	if !needed {
+	if !o.cycleNeeded() && o.Node.State.RepeatedReboots > 0 {
+		return Step{Action: ActResetLoop, Phase: "Idle", Reason: "the host no longer asks for a reboot; forgetting the repeated reboots"}
+	}
+	if o.patchDue() {
+		return Step{Action: ActPatch, Phase: "Idle", Reason: "a patch round is due"}
+	}
+	if !o.cycleNeeded() {
 		if o.Lock.Held {
 			return Step{Action: ActReleaseSlot, Phase: "Idle", Reason: "holding a slot but no reboot is needed"}
 		}
@@ -133,42 +208,108 @@ func decideIdle(o Observation) Step {
 	return Step{Action: ActBeginCycle, Phase: "Draining", Reason: "lock held, reboot needed: " + o.reasons()}
 }
 
+// patchDue: patching is on, nothing is waiting to be applied, the node is idle
+// and free to act (in the window, not blocked or paused), and the interval since
+// the last round (on the Node, or in this process) has passed.
+func (o Observation) patchDue() bool {
+	st := o.Node.State
+	if !o.Patch.Enabled || o.Host.PatchReady || o.Lock.Held || !o.WindowOpen || st.BlockReason != "" || o.Lock.PauseReason != "" {
+		return false
+	}
+	for _, last := range []time.Time{st.LastPatch, o.Patch.LastRound} {
+		if !last.IsZero() && o.Now.Before(last.Add(o.Patch.Interval)) {
+			return false
+		}
+	}
+	return true
+}
+
+// decideDraining drains, then takes the step from drained to rebooting as a
+// decision of its own on a fresh observation: a block, the loss of the slot or
+// an operator's reset during the drain is seen before anything reboots.
 func decideDraining(o Observation) Step {
+	st := o.Node.State
 	switch {
 	case !o.Lock.Held:
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "the lock slot was lost before the reboot"}
-	case o.Node.State.BlockReason != "":
-		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "blocked during the drain: " + o.Node.State.BlockReason}
-	case !o.cycleNeeded():
+	case st.BlockReason != "":
+		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "blocked during the drain: " + st.BlockReason}
+	case !st.Drained:
+		if !o.cycleNeeded() {
+			return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
+		}
+		return Step{Action: ActDrain, Phase: "Draining", Reason: "draining before the reboot"}
+	case o.Host.PatchReady:
+		return Step{Action: ActApplyPatch, Phase: "Draining", Reason: "drained; applying the downloaded updates"}
+	case !o.rebootNeeded() && o.Host.PatchApplied:
+		return Step{Action: ActEndPatchedCycle, Phase: "Draining", Reason: "updates applied under the lock; the host needs no reboot"}
+	case !o.rebootNeeded():
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
 	}
-	return Step{Action: ActDrain, Phase: "Draining", Reason: "draining before the reboot"}
+	if step, busy := o.hostBusy("Draining"); busy {
+		return step
+	}
+	return Step{Action: ActReboot, Phase: "Rebooting", Reason: "drained; rebooting"}
 }
 
 func decideRebooting(o Observation) Step {
 	st := o.Node.State
+	if st.BootIDBefore == "" {
+		// Without the boot id it left, the agent cannot tell a finished reboot
+		// from one that never happened: halt rather than guess.
+		return Step{Action: ActFailReboot, Phase: "Failed",
+			Reason: "phase Rebooting without " + state.AnnotationBootIDBefore + ": cannot tell whether the host rebooted"}
+	}
 	if o.rebooted() {
 		return decideBack(o)
 	}
 	if !o.Lock.Held {
 		return Step{Action: ActAbortCycle, Phase: "Rebooting", Reason: "the lock slot was lost before the host rebooted"}
 	}
-	if st.RebootRequestedAt.IsZero() {
-		return Step{Action: ActRetryReboot, Phase: "Rebooting", Reason: "no record of when the reboot was asked for"}
-	}
-	deadline := st.RebootRequestedAt.Add(o.Limits.RebootTimeout)
-	if o.Now.Before(deadline) {
-		if !o.Host.RebootIssued {
-			return Step{Action: ActReboot, Phase: "Rebooting", Reason: "asking the host to reboot"}
+	refused := o.Host.RebootRefused
+	if !st.RebootRequestedAt.IsZero() && refused == "" {
+		deadline := st.RebootRequestedAt.Add(o.Limits.RebootTimeout)
+		if o.Now.Before(deadline) {
+			// Asked already, by this process or one before it: never ask again
+			// before the timeout, whatever restarted in between.
+			return Step{Action: ActWait, Phase: "Rebooting", Reason: "waiting for the host to reboot", Until: deadline}
 		}
-		return Step{Action: ActWait, Phase: "Rebooting", Reason: "waiting for the host to reboot", Until: deadline}
 	}
-	if st.RebootAttempts < o.Limits.MaxRebootAttempts {
-		return Step{Action: ActRetryReboot, Phase: "Rebooting",
-			Reason: fmt.Sprintf("boot id unchanged %s after reboot attempt %d", o.Limits.RebootTimeout, st.RebootAttempts)}
+	why := "asking the host to reboot"
+	switch {
+	case refused != "":
+		why = "the host refused the reboot request (" + refused + ")"
+	case st.RebootAttempts > 0:
+		why = fmt.Sprintf("boot id unchanged %s after reboot attempt %d", o.Limits.RebootTimeout, st.RebootAttempts)
 	}
-	return Step{Action: ActFailReboot, Phase: "Failed",
-		Reason: fmt.Sprintf("boot id unchanged after %d reboot attempts", st.RebootAttempts)}
+	if st.RebootAttempts >= o.Limits.MaxRebootAttempts {
+		return Step{Action: ActFailReboot, Phase: "Failed", Reason: fmt.Sprintf("%s; gave up after %d attempts", why, st.RebootAttempts)}
+	}
+	if st.BlockReason != "" {
+		return Step{Action: ActAbortCycle, Phase: "Rebooting", Reason: "blocked before the reboot: " + st.BlockReason}
+	}
+	if step, busy := o.hostBusy("Rebooting"); busy {
+		return step
+	}
+	if st.RebootAttempts > 0 {
+		why += "; trying again"
+	}
+	return Step{Action: ActReboot, Phase: "Rebooting", Reason: why}
+}
+
+// hostBusy holds a reboot while a package transaction runs on the host, for at
+// most BusyTimeout; past it the node halts: a reboot mid-transaction can leave
+// the host unbootable, a halted node only waits for an operator.
+func (o Observation) hostBusy(phase string) (Step, bool) {
+	if o.Host.Busy == "" {
+		return Step{}, false
+	}
+	if o.Limits.BusyTimeout > 0 && !o.Host.BusySince.IsZero() && !o.Now.Before(o.Host.BusySince.Add(o.Limits.BusyTimeout)) {
+		return Step{Action: ActFailReboot, Phase: "Failed",
+			Reason: fmt.Sprintf("the host stayed busy for %s (%s); not rebooting in the middle of it", o.Limits.BusyTimeout, o.Host.Busy)}, true
+	}
+	return Step{Action: ActWait, Phase: phase, Blocked: []string{BlockHostBusy}, Until: o.Now.Add(busyRecheck),
+		Reason: "waiting before the reboot: " + o.Host.Busy}, true
 }
 
 // decideFailed halts, unless the host did reboot after all (a slow boot, or an
@@ -192,7 +333,7 @@ func decideBack(o Observation) Step {
 }
 
 func (o Observation) rebooted() bool {
-	return o.Host.BootID != "" && o.Host.BootID != o.Node.State.BootIDBefore
+	return o.Host.BootID != "" && o.Node.State.BootIDBefore != "" && o.Host.BootID != o.Node.State.BootIDBefore
 }
 
 func (o Observation) rebootNeeded() bool { return o.Host.RebootRequired || o.Node.State.Force }
@@ -227,17 +368,41 @@ func (o Observation) blocked() ([]string, string, time.Time) {
 			until = end
 		}
 	}
-	if r := o.Node.State.BlockReason; r != "" {
-		add("annotation", fmt.Sprintf("blocked by annotation %s=%q", state.AnnotationBlockReboot, r), time.Time{})
+	st := o.Node.State
+	if r := st.BlockReason; r != "" {
+		add(BlockAnnotation, fmt.Sprintf("blocked by annotation %s=%q", state.AnnotationBlockReboot, r), time.Time{})
 	}
 	if r := o.Lock.PauseReason; r != "" {
-		add("paused", fmt.Sprintf("rollout paused: %q", r), time.Time{})
+		add(BlockPaused, fmt.Sprintf("rollout paused: %q", r), time.Time{})
 	}
 	if !o.WindowOpen {
-		add("window", "outside the maintenance window until "+o.NextWindow.Format(time.RFC3339), o.NextWindow)
+		add(BlockWindow, "outside the maintenance window until "+o.NextWindow.Format(time.RFC3339), o.NextWindow)
 	}
-	if o.Now.Before(o.Node.State.RetryAfter) {
-		add("backoff", "backing off after a failed drain until "+o.Node.State.RetryAfter.Format(time.RFC3339), o.Node.State.RetryAfter)
+	if o.Now.Before(st.RetryAfter) {
+		add(BlockBackoff, "backing off after a failed drain until "+st.RetryAfter.Format(time.RFC3339), st.RetryAfter)
+	}
+	if o.Host.RebootRequired && !st.Force && st.RepeatedReboots > 0 {
+		o.addLoopHold(add)
 	}
 	return reasons, text, until
+}
+
+// addLoopHold holds a node whose last verified reboot left the host still asking
+// for one: the signal survives reboots (a bootloader that boots the old kernel, a
+// sentinel on persistent storage, a command that always says yes). At most one
+// reboot per MinRebootInterval, and after MaxRepeatedReboots in a row none until
+// an operator looks. A forced reboot is the operator looking.
+func (o Observation) addLoopHold(add func(reason, why string, end time.Time)) {
+	st := o.Node.State
+	if o.Limits.MaxRepeatedReboots > 0 && st.RepeatedReboots >= o.Limits.MaxRepeatedReboots {
+		add(BlockRebootLoop, fmt.Sprintf("reboot loop: the host still asked for a reboot after each of the last %d reboots; "+
+			"halted until the need goes, the node is forced (%s=true) or %s is removed",
+			st.RepeatedReboots, state.AnnotationForceReboot, state.AnnotationRepeatedReboots), time.Time{})
+		return
+	}
+	next := st.LastReboot.Add(o.Limits.MinRebootInterval)
+	if o.Now.Before(next) {
+		add(BlockRecentReboot, fmt.Sprintf("the host still asks for a reboot after the reboot at %s; at most one reboot per %s, next at %s",
+			st.LastReboot.Format(time.RFC3339), o.Limits.MinRebootInterval, next.Format(time.RFC3339)), next)
+	}
 }

@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodepatch/nodepatch/pkg/metrics"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
@@ -19,12 +21,19 @@ func obs(change func(*Observation)) Observation {
 		Node:       NodeView{Ready: true, ReportedBootID: "boot-a"},
 		Host:       HostView{RebootRequired: true, Reasons: []string{"sentinel"}, BootID: "boot-a"},
 		WindowOpen: true,
-		Limits:     Limits{RebootTimeout: 5 * time.Minute, MaxRebootAttempts: 2},
+		Limits: Limits{RebootTimeout: 5 * time.Minute, MaxRebootAttempts: 2, MinRebootInterval: time.Hour,
+			MaxRepeatedReboots: 3, BusyTimeout: 30 * time.Minute},
 	}
 	if change != nil {
 		change(&o)
 	}
 	return o
+}
+
+func drained(o *Observation) {
+	o.Lock.Held = true
+	o.Node.Tainted = true
+	o.Node.State = state.Node{Phase: state.PhaseDraining, Drained: true, CordonedByUs: true, CycleStarted: t0.Add(-time.Minute)}
 }
 
 func rebooting(o *Observation) {
@@ -88,28 +97,71 @@ func TestDecide(t *testing.T) {
 			o.Lock.Held, o.Lock.PauseReason, o.WindowOpen = true, "freeze", false
 			o.Node.State.Phase = state.PhaseDraining
 		}), ActDrain, "Draining", nil},
-		{"rebooting, not yet asked in this process", obs(rebooting), ActReboot, "Rebooting", nil},
-		{"rebooting, asked: wait", obs(func(o *Observation) {
+		{"drained: reboot", obs(drained), ActReboot, "Rebooting", nil},
+		{"drained, then blocked: abort before the reboot", obs(func(o *Observation) {
+			drained(o)
+			o.Node.State.BlockReason = "stop"
+		}), ActAbortCycle, "Draining", nil},
+		{"drained, slot lost: abort", obs(func(o *Observation) {
+			drained(o)
+			o.Lock.Held = false
+		}), ActAbortCycle, "Draining", nil},
+		{"drained, host busy: wait", obs(func(o *Observation) {
+			drained(o)
+			o.Host.Busy, o.Host.BusySince = "package database locked", t0.Add(-time.Minute)
+		}), ActWait, "Draining", []string{BlockHostBusy}},
+		{"drained, host busy too long: fail, never reboot mid-transaction", obs(func(o *Observation) {
+			drained(o)
+			o.Host.Busy, o.Host.BusySince = "package database locked", t0.Add(-time.Hour)
+		}), ActFailReboot, "Failed", nil},
+		{"drained with updates waiting: apply them", obs(func(o *Observation) {
+			drained(o)
+			o.Host.PatchReady = true
+		}), ActApplyPatch, "Draining", nil},
+		{"patched under the lock, no reboot needed: end", obs(func(o *Observation) {
+			drained(o)
+			o.Host.PatchApplied, o.Host.RebootRequired = true, false
+		}), ActEndPatchedCycle, "Draining", nil},
+		{"patched under the lock, reboot needed: reboot", obs(func(o *Observation) {
+			drained(o)
+			o.Host.PatchApplied = true
+		}), ActReboot, "Rebooting", nil},
+		{"rebooting, asked within the timeout: wait, whatever restarted", obs(rebooting), ActWait, "Rebooting", nil},
+		{"rebooting, not asked yet: ask", obs(func(o *Observation) {
 			rebooting(o)
-			o.Host.RebootIssued = true
-		}), ActWait, "Rebooting", nil},
+			o.Node.State.RebootRequestedAt, o.Node.State.RebootAttempts = time.Time{}, 0
+		}), ActReboot, "Rebooting", nil},
 		{"rebooting without the slot: abort, never reboot", obs(func(o *Observation) {
 			rebooting(o)
 			o.Lock.Held = false
 		}), ActAbortCycle, "Rebooting", nil},
-		{"rebooting, no request time: retry", obs(func(o *Observation) {
+		{"boot id unchanged after timeout: try again", obs(func(o *Observation) {
 			rebooting(o)
-			o.Node.State.RebootRequestedAt = time.Time{}
-		}), ActRetryReboot, "Rebooting", nil},
-		{"boot id unchanged after timeout: retry", obs(func(o *Observation) {
-			rebooting(o)
-			o.Host.RebootIssued = true
 			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
-		}), ActRetryReboot, "Rebooting", nil},
+		}), ActReboot, "Rebooting", nil},
+		{"boot id unchanged after timeout, now blocked: abort", obs(func(o *Observation) {
+			rebooting(o)
+			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
+			o.Node.State.BlockReason = "stop"
+		}), ActAbortCycle, "Rebooting", nil},
 		{"boot id unchanged after the last attempt: fail", obs(func(o *Observation) {
 			rebooting(o)
 			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
 			o.Node.State.RebootAttempts = 2
+		}), ActFailReboot, "Failed", nil},
+		{"the host refused the request: try again at once", obs(func(o *Observation) {
+			rebooting(o)
+			o.Host.RebootRefused = "access denied"
+		}), ActReboot, "Rebooting", nil},
+		{"the host refused the last attempt: fail", obs(func(o *Observation) {
+			rebooting(o)
+			o.Node.State.RebootAttempts = 2
+			o.Host.RebootRefused = "access denied"
+		}), ActFailReboot, "Failed", nil},
+		{"rebooting with no recorded boot id: halt, never take it as rebooted", obs(func(o *Observation) {
+			rebooting(o)
+			o.Node.State.BootIDBefore = ""
+			o.Host.BootID, o.Node.ReportedBootID = "boot-b", "boot-b"
 		}), ActFailReboot, "Failed", nil},
 		{"rebooted, kubelet not reported yet", obs(func(o *Observation) {
 			rebooting(o)
@@ -144,9 +196,42 @@ func TestDecide(t *testing.T) {
 			o.Lock.Held, o.Host.RebootRequired, o.Host.PatchReady = true, false, true
 			o.Node.State.Phase = state.PhaseDraining
 		}), ActDrain, "Draining", nil},
+		{"patch round due", obs(func(o *Observation) {
+			o.Patch = PatchView{Enabled: true, Interval: 24 * time.Hour}
+		}), ActPatch, "Idle", nil},
+		{"the host's boot id is not the kubelet's: refuse to act", obs(func(o *Observation) {
+			o.Node.ReportedBootID = "boot-k"
+		}), ActWait, "Idle", []string{BlockBootIDMismatch}},
+		{"mismatch mid-cycle: refuse to act, keep the cordon", obs(func(o *Observation) {
+			drained(o)
+			o.Node.ReportedBootID = "boot-k"
+		}), ActWait, "Draining", []string{BlockBootIDMismatch}},
+		{"rebooted, kubelet still reports the old boot: wait, not a mismatch", obs(func(o *Observation) {
+			rebooting(o)
+			o.Host.BootID = "boot-b"
+		}), ActWaitReady, "WaitingReady", nil},
+		{"the machine's boot id after a reboot (a shared kernel): mismatch, no reboot loop", obs(func(o *Observation) {
+			rebooting(o)
+			o.Node.ReportedBootID = "boot-k2"
+		}), ActWait, "Rebooting", []string{BlockBootIDMismatch}},
+		{"still needed right after a reboot: hold", obs(func(o *Observation) {
+			o.Node.State.LastReboot, o.Node.State.RepeatedReboots = t0.Add(-time.Minute), 1
+		}), ActWait, "Idle", []string{BlockRecentReboot}},
+		{"still needed, the interval passed: go", obs(func(o *Observation) {
+			o.Node.State.LastReboot, o.Node.State.RepeatedReboots = t0.Add(-2*time.Hour), 1
+		}), ActAcquire, "WaitingForLock", nil},
+		{"reboot loop: halt for good", obs(func(o *Observation) {
+			o.Node.State.LastReboot, o.Node.State.RepeatedReboots = t0.Add(-2*time.Hour), 3
+		}), ActWait, "Idle", []string{BlockRebootLoop}},
+		{"reboot loop, forced: go", obs(func(o *Observation) {
+			o.Node.State.LastReboot, o.Node.State.RepeatedReboots, o.Node.State.Force = t0.Add(-time.Minute), 3, true
+		}), ActAcquire, "WaitingForLock", nil},
+		{"reboot loop over, the need went away: forget it", obs(func(o *Observation) {
+			o.Node.State.RepeatedReboots, o.Host.RebootRequired = 3, false
+		}), ActResetLoop, "Idle", nil},
 		{"failed with no recorded boot id: halt", obs(func(o *Observation) {
 			o.Node.State.Phase = state.PhaseFailed
-			o.Host.BootID = "boot-b"
+			o.Host.BootID, o.Node.ReportedBootID = "boot-b", "boot-b"
 		}), ActHalt, "Failed", nil},
 	}
 	for _, c := range cases {
@@ -160,22 +245,31 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// TestDecideNeverRebootsWithoutTheLock checks the invariant over many states: no
-// observation without a held slot leads to a reboot.
+// TestDecideNeverRebootsWithoutTheLock checks invariants over a grid of states:
+// no observation without a held slot leads to a reboot, a drain or a cycle, and
+// none with a block leads to a reboot.
 func TestDecideNeverRebootsWithoutTheLock(t *testing.T) {
 	for _, phase := range []state.Phase{state.PhaseIdle, state.PhaseDraining, state.PhaseRebooting, state.PhaseFailed} {
-		for _, issued := range []bool{false, true} {
-			for _, age := range []time.Duration{0, time.Minute, time.Hour} {
-				o := obs(func(o *Observation) {
-					rebooting(o)
-					o.Lock.Held = false
-					o.Node.State.Phase = phase
-					o.Host.RebootIssued = issued
-					o.Node.State.RebootRequestedAt = t0.Add(-age)
-				})
-				step := Decide(o)
-				require.NotContains(t, []Action{ActReboot, ActRetryReboot, ActDrain, ActBeginCycle}, step.Action,
-					"phase %q issued %t age %s", phase, issued, age)
+		for _, isDrained := range []bool{false, true} {
+			for _, refused := range []string{"", "no"} {
+				for _, age := range []time.Duration{0, time.Minute, time.Hour} {
+					for _, attempts := range []int{0, 1, 2} {
+						o := obs(func(o *Observation) {
+							rebooting(o)
+							o.Node.State.Phase, o.Node.State.Drained = phase, isDrained
+							o.Host.RebootRefused = refused
+							o.Node.State.RebootRequestedAt = t0.Add(-age)
+							o.Node.State.RebootAttempts = attempts
+						})
+						where := fmt.Sprintf("phase %q drained %t refused %q age %s attempts %d", phase, isDrained, refused, age, attempts)
+						unlocked := o
+						unlocked.Lock.Held = false
+						require.NotContains(t, []Action{ActReboot, ActDrain, ActBeginCycle, ActApplyPatch}, Decide(unlocked).Action, where)
+						blocked := o
+						blocked.Node.State.BlockReason = "stop"
+						require.NotEqual(t, ActReboot, Decide(blocked).Action, where)
+					}
+				}
 			}
 		}
 	}
@@ -191,21 +285,40 @@ func TestBlockedWaitsUntilTheEarliestEnd(t *testing.T) {
 
 func TestPatchDue(t *testing.T) {
 	day := 24 * time.Hour
+	patching := func(change func(*Observation)) Observation {
+		return obs(func(o *Observation) {
+			o.Patch = PatchView{Enabled: true, Interval: day}
+			if change != nil {
+				change(o)
+			}
+		})
+	}
 	cases := []struct {
 		name string
 		obs  Observation
 		due  bool
 	}{
-		{"never patched", obs(nil), true},
-		{"patched an hour ago", obs(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-time.Hour) }), false},
-		{"patched a day ago", obs(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-day) }), true},
-		{"outside the window", obs(func(o *Observation) { o.WindowOpen = false }), false},
-		{"blocked", obs(func(o *Observation) { o.Node.State.BlockReason = "x" }), false},
-		{"paused", obs(func(o *Observation) { o.Lock.PauseReason = "x" }), false},
-		{"in a cycle", obs(rebooting), false},
-		{"holding a slot", obs(func(o *Observation) { o.Lock.Held = true }), false},
+		{"never patched", patching(nil), true},
+		{"patching off", obs(nil), false},
+		{"patched an hour ago", patching(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-time.Hour) }), false},
+		{"patched a day ago", patching(func(o *Observation) { o.Node.State.LastPatch = t0.Add(-day) }), true},
+		{"a round an hour ago that could not be recorded", patching(func(o *Observation) { o.Patch.LastRound = t0.Add(-time.Hour) }), false},
+		{"outside the window", patching(func(o *Observation) { o.WindowOpen = false }), false},
+		{"blocked", patching(func(o *Observation) { o.Node.State.BlockReason = "x" }), false},
+		{"paused", patching(func(o *Observation) { o.Lock.PauseReason = "x" }), false},
+		{"in a cycle", patching(rebooting), false},
+		{"holding a slot", patching(func(o *Observation) { o.Lock.Held = true }), false},
+		{"updates already waiting", patching(func(o *Observation) { o.Host.PatchReady = true }), false},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.due, patchDue(c.obs, day)) })
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.due, c.obs.patchDue()) })
+	}
+}
+
+// TestBlockReasonsAreMetricLabels: every reason Decide gives has its series.
+func TestBlockReasonsAreMetricLabels(t *testing.T) {
+	for _, r := range []string{BlockAnnotation, BlockPaused, BlockWindow, BlockBackoff, BlockRecentReboot,
+		BlockRebootLoop, BlockBootIDMismatch, BlockHostBusy} {
+		require.Contains(t, metrics.BlockReasons, r)
 	}
 }

@@ -11,50 +11,68 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
 // execute carries out one step. It reports whether the step changed anything, in
-// which case the agent observes and decides again at once.
+// which case the agent observes and decides again at once. A dry run is this
+// same executor over effects that record instead of act (see dryrun.go).
 func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, error) {
-	if a.dry != nil {
-		return a.dry.execute(ctx, a, obs, step)
-	}
 	switch step.Action {
 	case ActNone, ActWaitReady:
 		return false, nil
 	case ActWait:
-		if len(step.Blocked) > 0 {
-			a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
-		}
+		a.announceWait(step)
 		return false, nil
 	case ActHalt:
 		a.warnOnce("RebootFailed", "%s", step.Reason)
 		return false, nil
+	case ActPatch:
+		a.runPatchRound(ctx, obs)
+		return true, nil
 	case ActAcquire:
 		return a.acquire(ctx, obs)
 	case ActReleaseSlot:
 		return true, a.release(ctx, step.Reason)
 	case ActCleanup:
 		return true, a.endCycle(ctx, step.Reason, endOptions{})
+	case ActResetLoop:
+		return true, a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.RepeatedReboots = 0 })
 	case ActBeginCycle:
 		return true, a.beginCycle(ctx, obs)
 	case ActDrain:
-		return true, a.drain(ctx, obs)
+		return true, a.drain(ctx)
+	case ActApplyPatch:
+		a.applyUnderLock(ctx)
+		return true, nil
+	case ActEndPatchedCycle:
+		a.normal("PatchedUnderLock", "%s", step.Reason)
+		return true, a.endCycle(ctx, "patched without a reboot", endOptions{release: true})
 	case ActAbortCycle:
 		a.warn("CycleAborted", "%s; undoing taint and cordon", step.Reason)
 		return true, a.endCycle(ctx, step.Reason, endOptions{release: true})
 	case ActReboot:
-		return false, a.reboot(ctx, obs)
-	case ActRetryReboot:
-		return true, a.retryReboot(ctx, obs, step.Reason)
+		return a.reboot(ctx, obs, step.Reason)
 	case ActFailReboot:
 		return true, a.failReboot(ctx, step.Reason)
 	case ActFinish:
 		return true, a.finish(ctx, obs)
 	}
 	return false, fmt.Errorf("unknown action %d", step.Action)
+}
+
+// announceWait tells, once per distinct reason, why a needed reboot waits.
+func (a *Agent) announceWait(step Step) {
+	switch {
+	case slices.Contains(step.Blocked, BlockBootIDMismatch):
+		a.warnOnce("BootIDMismatch", "%s", step.Reason)
+	case slices.Contains(step.Blocked, BlockRebootLoop) || slices.Contains(step.Blocked, BlockRecentReboot):
+		a.warnOnce("RebootLoop", "%s", step.Reason)
+	case len(step.Blocked) > 0:
+		a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
+	}
 }
 
 func (a *Agent) acquire(ctx context.Context, obs Observation) (bool, error) {
@@ -82,9 +100,20 @@ func (a *Agent) release(ctx context.Context, why string) error {
 // on it, in one conflict-checked update. It parses the state afresh from what it
 // read, so a retry after a conflict never works from a stale copy.
 func (a *Agent) updateState(ctx context.Context, mutate func(*corev1.Node, *state.Node)) error {
+	return a.updateStateIf(ctx, func(node *corev1.Node, st *state.Node) error {
+		mutate(node, st)
+		return nil
+	})
+}
+
+// updateStateIf is updateState with a mutate that may refuse (errStateChanged)
+// after looking at the API server's copy: then nothing is written.
+func (a *Agent) updateStateIf(ctx context.Context, mutate func(*corev1.Node, *state.Node) error) error {
 	written, err := a.cfg.Nodes.Update(ctx, func(node *corev1.Node) error {
 		st, _ := state.Parse(node.Annotations)
-		mutate(node, &st)
+		if err := mutate(node, &st); err != nil {
+			return err
+		}
 		nodeops.SetAgentState(node, st)
 		return nil
 	})
@@ -129,21 +158,42 @@ func agentView(node *corev1.Node) string {
 	return b.String()
 }
 
-// beginCycle records the cycle, taints and cordons in one update. Whether the node
-// was already cordoned is read in that same update, so nodepatch only ever lifts
-// a cordon it made.
+// errStateChanged: the Node as the API server has it is no longer in the state
+// the decision saw (an operator's block or reset came in between); nothing was
+// written, and the agent decides again.
+var errStateChanged = errors.New("the node changed since it was observed")
+
+// confirmSlot asks the API server, not the cache, whether this node holds a slot.
+func (a *Agent) confirmSlot(ctx context.Context, before string) error {
+	held, err := a.cfg.Lock.HoldsNow(ctx)
+	if err != nil {
+		return fmt.Errorf("confirming the lock slot before %s: %w", before, err)
+	}
+	if !held {
+		return fmt.Errorf("%w: not %s", lock.ErrNotHeld, before)
+	}
+	return nil
+}
+
+// beginCycle confirms the slot with the API server, then records the cycle,
+// taints and cordons in one update. Whether the node was already cordoned is read
+// in that same update, so nodepatch only ever lifts a cordon it made.
 func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
+	if err := a.confirmSlot(ctx, "tainting and cordoning"); err != nil {
+		return err
+	}
 	now := a.cfg.Clock()
-	err := a.updateState(ctx, func(node *corev1.Node, st *state.Node) {
-		if st.Phase != state.PhaseIdle {
-			return
+	err := a.updateStateIf(ctx, func(node *corev1.Node, st *state.Node) error {
+		if st.Phase != state.PhaseIdle || st.BlockReason != "" {
+			return errStateChanged
 		}
 		st.Phase = state.PhaseDraining
 		st.CordonedByUs = !node.Spec.Unschedulable
 		st.CycleStarted = now
-		st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = "", time.Time{}, 0
+		st.Drained, st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = false, "", time.Time{}, 0
 		nodeops.AddTaint(node, now)
 		node.Spec.Unschedulable = true
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("tainting and cordoning: %w", err)
@@ -153,16 +203,16 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 	return nil
 }
 
-// drain drains the node and, when it worked, records the boot id and the phase
-// Rebooting before anything asks the host to reboot: after a crash the agent
-// knows which boot it is leaving.
-func (a *Agent) drain(ctx context.Context, obs Observation) error {
+// drain evicts the node's pods and records that it is drained. What comes next
+// (reboot, apply updates, abort) is decided on a fresh observation.
+func (a *Agent) drain(ctx context.Context) error {
 	start := a.cfg.Clock()
 	err := a.cfg.Nodes.Drain(ctx, a.cfg.Drain)
 	if err != nil && ctx.Err() != nil {
 		return err
 	}
-	if err != nil && !(a.cfg.RebootAfterDrainTimeout && isTimeout(err)) {
+	timedOut := errors.Is(err, nodeops.ErrDrainTimeout)
+	if err != nil && !(a.cfg.RebootAfterDrainTimeout && timedOut) {
 		return a.drainFailed(ctx, err)
 	}
 	if err != nil {
@@ -171,30 +221,27 @@ func (a *Agent) drain(ctx context.Context, obs Observation) error {
 		a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
 		a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
 	}
-	if a.patch.ready && !a.rebootStillNeededAfterPatch(ctx, obs) {
-		a.normal("PatchedUnderLock", "updates applied under the lock; the host needs no reboot")
-		return a.endCycle(ctx, "patched without a reboot", endOptions{release: true})
-	}
-	now := a.cfg.Clock()
-	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) {
-		st.Phase = state.PhaseRebooting
-		st.BootIDBefore = obs.Host.BootID
-		st.RebootRequestedAt = now
-		st.RebootAttempts = 1
+	return a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {
+		if st.Phase != state.PhaseDraining {
+			return errStateChanged
+		}
+		st.Drained = true
+		return nil
 	})
 }
 
-// rebootStillNeededAfterPatch applies the downloaded updates on the drained node
-// and asks the host again. When the answer is unclear it says yes: a needless
-// reboot under the lock is safe, a missed one is not.
-func (a *Agent) rebootStillNeededAfterPatch(ctx context.Context, obs Observation) bool {
+// applyUnderLock applies the downloaded updates on the drained node and asks the
+// host again at once. When the answer is unclear it says yes: a needless reboot
+// under the lock is safe, a missed one is not.
+func (a *Agent) applyUnderLock(ctx context.Context) {
 	a.applyPatch(ctx)
+	a.patch.applied = true
 	check, err := a.cfg.Detector.RebootRequired(ctx)
-	return err != nil || check.Required || obs.Node.State.Force
-}
-
-func isTimeout(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "global timeout reached")
+	if err != nil {
+		a.warn("RebootCheckFailed", "cannot tell whether the host needs a reboot after the updates; rebooting to be safe: %v", err)
+	}
+	a.host.RebootRequired = err != nil || check.Required
+	a.nextHostCheck = a.cfg.Clock().Add(jitter(a.cfg.Period))
 }
 
 func (a *Agent) drainFailed(ctx context.Context, cause error) error {
@@ -224,34 +271,62 @@ func (a *Agent) backoff(failures int) time.Duration {
 	return d
 }
 
-// reboot asks the host to reboot, after asking the API server (not the cache)
-// that this node holds a slot: never a reboot without the lock.
-func (a *Agent) reboot(ctx context.Context, obs Observation) error {
-	held, err := a.cfg.Lock.HoldsNow(ctx)
-	if err != nil {
-		return fmt.Errorf("confirming the lock before rebooting: %w", err)
-	}
-	if !held {
-		return errors.New("the lock slot is not held according to the API server; not rebooting")
-	}
-	a.issued = attemptKey(obs.Node.State)
-	a.normal("Rebooting", "rebooting (attempt %d, boot id %s)", obs.Node.State.RebootAttempts, obs.Host.BootID)
-	if err := a.cfg.Rebooter.Reboot(ctx); err != nil {
-		a.warn("RebootRequestFailed", "the host refused the reboot request: %v", err)
-	}
-	return nil
-}
+// eventFlushTimeout bounds the wait for the Rebooting Event to reach the API
+// server: the host going down takes unsent Events with it.
+const eventFlushTimeout = 2 * time.Second
 
-func (a *Agent) retryReboot(ctx context.Context, obs Observation, why string) error {
+// reboot records the attempt on the Node (from Draining: the phase and the boot
+// id it leaves, too) in an update that first checks, on the API server's copy,
+// that the node is still in the state decided on and not blocked. Then it
+// confirms the slot with the API server, flushes the Events and asks the host.
+// The attempt is on record before the request: an agent restarted in between
+// waits out the reboot timeout rather than asking twice.
+func (a *Agent) reboot(ctx context.Context, obs Observation, why string) (bool, error) {
 	now := a.cfg.Clock()
-	a.warn("RebootRetry", "%s; trying again", why)
-	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) {
-		if st.BootIDBefore == "" {
-			st.BootIDBefore = obs.Host.BootID
+	from := obs.Node.State
+	attempt := 0
+	err := a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {
+		if st.Phase != from.Phase || st.BlockReason != "" || st.RebootAttempts != from.RebootAttempts ||
+			(from.Phase == state.PhaseDraining && !st.Drained) {
+			return errStateChanged
+		}
+		if st.Phase == state.PhaseDraining {
+			st.Phase, st.BootIDBefore = state.PhaseRebooting, obs.Host.BootID
 		}
 		st.RebootAttempts++
 		st.RebootRequestedAt = now
+		attempt = st.RebootAttempts
+		return nil
 	})
+	if errors.Is(err, errStateChanged) {
+		return false, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("recording the reboot attempt: %w", err)
+	}
+	if err := a.confirmSlot(ctx, "rebooting"); err != nil {
+		return true, err
+	}
+	a.normal("Rebooting", "rebooting (attempt %d, boot id %s): %s", attempt, obs.Host.BootID, why)
+	a.flushEvents(ctx)
+	a.refusal = refusal{}
+	if err := a.cfg.Rebooter.Reboot(ctx); err != nil {
+		// Decide takes it from here: another attempt, or Failed after the last.
+		a.refusal = refusal{attempt: attemptKey(obs.Host.BootID, attempt), msg: err.Error()}
+		a.warn("RebootRequestFailed", "the host refused the reboot request: %v", err)
+	}
+	return true, nil
+}
+
+func (a *Agent) flushEvents(ctx context.Context) {
+	if a.cfg.FlushEvents == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, eventFlushTimeout)
+	defer cancel()
+	if err := a.cfg.FlushEvents(ctx); err != nil {
+		a.cfg.Log.Warn("Events may not have reached the API server before the reboot", "err", err)
+	}
 }
 
 // failReboot halts: the node keeps its taint, cordon and slot, so that a node that
@@ -266,9 +341,16 @@ func (a *Agent) failReboot(ctx context.Context, why string) error {
 func (a *Agent) finish(ctx context.Context, obs Observation) error {
 	now := a.cfg.Clock()
 	out := now.Sub(obs.Node.State.CycleStarted)
+	// The host was asked again on this boot's first look: a need that survived
+	// the reboot counts towards a reboot loop.
+	survived := obs.Host.RebootRequired
 	err := a.endCycleWith(ctx, endOptions{release: true, rebooted: true}, func(st *state.Node) {
 		st.LastReboot = now
 		st.DrainFailures, st.RetryAfter = 0, time.Time{}
+		st.RepeatedReboots = 0
+		if survived {
+			st.RepeatedReboots = obs.Node.State.RepeatedReboots + 1
+		}
 	})
 	if err != nil {
 		return err
@@ -310,7 +392,8 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 			// operator's to fix, and stays.
 			delete(node.Annotations, state.AnnotationForceReboot)
 		}
-		*st = state.Node{LastReboot: st.LastReboot, LastPatch: st.LastPatch, DrainFailures: st.DrainFailures, RetryAfter: st.RetryAfter}
+		*st = state.Node{LastReboot: st.LastReboot, LastPatch: st.LastPatch, DrainFailures: st.DrainFailures,
+			RetryAfter: st.RetryAfter, RepeatedReboots: st.RepeatedReboots}
 		if adjust != nil {
 			adjust(st)
 		}
@@ -320,6 +403,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 	}
 	a.cfg.Metrics.SetCycleStart(time.Time{})
 	a.forgetHost()
+	a.patch.applied = false
 	if opts.release {
 		return a.release(ctx, "cycle ended")
 	}

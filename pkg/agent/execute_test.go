@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -10,9 +11,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes/fake"
+	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/record"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/lock"
@@ -21,79 +28,227 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
-// A node whose cache says it holds a slot, in phase Rebooting, not yet asked.
-type fakeNode struct{ node *corev1.Node }
-
-func (f fakeNode) Get() (*corev1.Node, error) { return f.node, nil }
-
-type noWrites struct{}
-
-func (noWrites) Update(context.Context, func(*corev1.Node) error) (*corev1.Node, error) {
-	return nil, errors.New("no node writes expected")
+// world is one node on the fake clientset, with the real node writer and the
+// real lock over it, and a scripted host. Reads come straight from the fake
+// API, so the agent's read-your-writes waits end at once.
+type world struct {
+	t        *testing.T
+	client   *fake.Clientset
+	host     *fakeHost
+	rebooter *countingRebooter
+	events   *record.FakeRecorder
+	metrics  *metrics.Metrics
+	now      time.Time
+	// drain replaces the real drain when set (to act as an operator meanwhile).
+	drain func(ctx context.Context) error
+	// lock replaces the real lock when set.
+	lock    Lock
+	flushed int
+	cfg     func(*Config)
 }
-func (noWrites) Drain(context.Context, nodeops.DrainOptions) error {
-	return errors.New("no drain expected")
+
+const (
+	testNode = "node-a"
+	testNS   = "nodepatch"
+)
+
+func newWorld(t *testing.T, st state.Node) *world {
+	t.Helper()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode}}
+	nodeops.SetAgentState(node, st)
+	if st.Phase != state.PhaseIdle {
+		node.Spec.Unschedulable = true
+		nodeops.AddTaint(node, time.Now())
+	}
+	node.Status.NodeInfo.BootID = "boot-a"
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	w := &world{
+		t: t, client: fake.NewClientset(node), host: &fakeHost{required: true, bootID: "boot-a"},
+		rebooter: &countingRebooter{}, events: record.NewFakeRecorder(100), now: time.Now(),
+	}
+	return w
 }
-func (noWrites) PodsToEvict(context.Context, nodeops.DrainOptions) ([]string, error) {
-	return nil, errors.New("no drain expected")
+
+// holdSlot gives the node a slot on the fake API server.
+func (w *world) holdSlot() {
+	w.t.Helper()
+	id := testNode
+	_, err := w.client.CoordinationV1().Leases(testNS).Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "nodepatch-lock-0", Namespace: testNS, Labels: map[string]string{lock.LabelLock: "nodepatch-lock"}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &id},
+	}, metav1.CreateOptions{})
+	require.NoError(w.t, err)
+}
+
+// agent starts a new agent process on the world (a restart, when called again).
+func (w *world) agent() *Agent {
+	w.t.Helper()
+	w.metrics = metrics.New(testNode, "test")
+	sem := w.lock
+	if sem == nil {
+		real, err := lock.New(lock.Config{Name: "nodepatch-lock", Namespace: testNS, Slots: 1, Identity: testNode},
+			w.client.CoordinationV1().Leases(testNS), liveLeases{w.client.CoordinationV1().Leases(testNS)}, w.clock)
+		require.NoError(w.t, err)
+		sem = real
+	}
+	cfg := Config{
+		NodeName: testNode,
+		Limits: Limits{RebootTimeout: time.Minute, MaxRebootAttempts: 2, MinRebootInterval: time.Hour,
+			MaxRepeatedReboots: 3, BusyTimeout: time.Hour},
+		Period: time.Hour, Clock: w.clock, DrainRetryBackoff: time.Minute,
+		Node:   liveNode{w}, Nodes: &worldWriter{w: w, real: &nodeops.Node{Client: w.client, Name: testNode}},
+		Lock: sem, Detector: w.host, BootID: w.host, Rebooter: w.rebooter, HostBusy: w.host,
+		FlushEvents: func(context.Context) error { w.flushed++; return nil },
+		Events:      w.events, Metrics: w.metrics, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if w.cfg != nil {
+		w.cfg(&cfg)
+	}
+	a, err := New(cfg)
+	require.NoError(w.t, err)
+	return a
+}
+
+func (w *world) clock() time.Time { return w.now }
+
+func (w *world) node() *corev1.Node {
+	w.t.Helper()
+	n, err := w.client.CoreV1().Nodes().Get(context.Background(), testNode, metav1.GetOptions{})
+	require.NoError(w.t, err)
+	return n
+}
+
+func (w *world) state() state.Node {
+	st, err := state.Parse(w.node().Annotations)
+	require.NoError(w.t, err)
+	return st
+}
+
+// annotate changes the node as an operator would, behind the agent's back.
+func (w *world) annotate(key string, value *string) {
+	w.t.Helper()
+	n := w.node()
+	if value == nil {
+		delete(n.Annotations, key)
+	} else {
+		n.Annotations[key] = *value
+	}
+	_, err := w.client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(w.t, err)
+}
+
+func (w *world) slotHeld() bool {
+	w.t.Helper()
+	list, err := w.client.CoordinationV1().Leases(testNS).List(context.Background(), metav1.ListOptions{})
+	require.NoError(w.t, err)
+	for _, l := range list.Items {
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == testNode {
+			return true
+		}
+	}
+	return false
+}
+
+// requireClean: no taint, no cordon of nodepatch's, no phase, no slot.
+func (w *world) requireClean() {
+	w.t.Helper()
+	n := w.node()
+	require.False(w.t, nodeops.HasTaint(n), "left tainted")
+	require.False(w.t, n.Spec.Unschedulable, "left cordoned")
+	require.Empty(w.t, n.Annotations[state.AnnotationPhase], "left in a phase")
+	require.False(w.t, w.slotHeld(), "left holding a slot")
+}
+
+func (w *world) blocked(reason string) float64 {
+	var m dto.Metric
+	require.NoError(w.t, w.metrics.RebootBlocked.WithLabelValues(reason).Write(&m))
+	return m.GetGauge().GetValue()
+}
+
+type liveNode struct{ w *world }
+
+func (n liveNode) Get() (*corev1.Node, error) {
+	return n.w.client.CoreV1().Nodes().Get(context.Background(), testNode, metav1.GetOptions{})
+}
+
+type worldWriter struct {
+	w    *world
+	real *nodeops.Node
+}
+
+func (ww *worldWriter) Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error) {
+	return ww.real.Update(ctx, mutate)
+}
+
+func (ww *worldWriter) Drain(ctx context.Context, opts nodeops.DrainOptions) error {
+	if ww.w.drain != nil {
+		return ww.w.drain(ctx)
+	}
+	return ww.real.Drain(ctx, opts)
+}
+
+func (ww *worldWriter) PodsToEvict(ctx context.Context, opts nodeops.DrainOptions) ([]string, error) {
+	return ww.real.PodsToEvict(ctx, opts)
+}
+
+// liveLeases is a lease lister that reads the fake API directly.
+type liveLeases struct{ c coordclient.LeaseInterface }
+
+func (l liveLeases) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
+	list, err := l.c.List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*coordinationv1.Lease, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (l liveLeases) Get(name string) (*coordinationv1.Lease, error) {
+	return l.c.Get(context.Background(), name, metav1.GetOptions{})
+}
+
+type fakeHost struct {
+	required bool
+	bootID   string
+	busy     string
+}
+
+func (h *fakeHost) RebootRequired(context.Context) (host.RebootCheck, error) {
+	return host.RebootCheck{Required: h.required, Reasons: []string{"sentinel"}}, nil
+}
+func (h *fakeHost) BootID(context.Context) (string, error) { return h.bootID, nil }
+func (h *fakeHost) Busy(context.Context) (string, error)   { return h.busy, nil }
+
+type countingRebooter struct {
+	calls  int
+	refuse error
+	before func() // runs at each request, to check what was done first
+}
+
+func (r *countingRebooter) Reboot(context.Context) error {
+	r.calls++
+	if r.before != nil {
+		r.before()
+	}
+	return r.refuse
 }
 
 // staleLock: the cache says this node holds a slot; the API server may disagree.
 type staleLock struct{ heldOnServer bool }
 
-func (l staleLock) Snapshot() (lock.Snapshot, error) {
-	return lock.Snapshot{Holders: []lock.Holder{{Slot: "nodepatch-lock-0", Identity: "node-a"}}}, nil
+func (staleLock) Snapshot() (lock.Snapshot, error) {
+	return lock.Snapshot{Holders: []lock.Holder{{Slot: "nodepatch-lock-0", Identity: testNode}}, Limit: 1}, nil
 }
 func (staleLock) TryAcquire(context.Context) (string, bool, error) { return "", false, nil }
 func (staleLock) Release(context.Context) error                    { return nil }
 func (staleLock) Renew(context.Context) error                      { return nil }
 func (l staleLock) HoldsNow(context.Context) (bool, error)         { return l.heldOnServer, nil }
+func (staleLock) Fenced(context.Context) bool                      { return false }
 
-type needsReboot struct{}
-
-func (needsReboot) RebootRequired(context.Context) (host.RebootCheck, error) {
-	return host.RebootCheck{Required: true}, nil
-}
-
-type bootID string
-
-func (b bootID) BootID(context.Context) (string, error) { return string(b), nil }
-
-type countingRebooter struct{ calls int }
-
-func (r *countingRebooter) Reboot(context.Context) error { r.calls++; return nil }
-
-func rebootingAgent(t *testing.T, heldOnServer bool) (*Agent, *countingRebooter, *record.FakeRecorder) {
-	now := time.Now()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
-	nodeops.SetAgentState(node, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-a", CordonedByUs: true,
-		CycleStarted: now, RebootRequestedAt: now, RebootAttempts: 1})
-	rebooter := &countingRebooter{}
-	events := record.NewFakeRecorder(16)
-	a, err := New(Config{
-		NodeName: "node-a", Limits: Limits{RebootTimeout: time.Minute}, Period: time.Minute,
-		Node: fakeNode{node}, Nodes: noWrites{}, Lock: staleLock{heldOnServer}, Detector: needsReboot{},
-		BootID: bootID("boot-a"), Rebooter: rebooter, Events: events, Metrics: metrics.New("node-a", "test"),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	require.NoError(t, err)
-	return a, rebooter, events
-}
-
-// TestRebootAsksTheAPIServerForTheLock: a cache that says the slot is held is
-// not enough to reboot; the API server must say so too.
-func TestRebootAsksTheAPIServerForTheLock(t *testing.T) {
-	a, rebooter, events := rebootingAgent(t, false)
-	a.reconcile(context.Background())
-	require.Zero(t, rebooter.calls, "rebooted although the API server says the slot is not held")
-	require.Contains(t, drain(events), "not rebooting")
-
-	a, rebooter, _ = rebootingAgent(t, true)
-	a.reconcile(context.Background())
-	require.Equal(t, 1, rebooter.calls, "the lock is held: the reboot should have been asked for once")
-}
-
-func drain(events *record.FakeRecorder) string {
+func allEvents(events *record.FakeRecorder) string {
 	var all []string
 	for {
 		select {
@@ -103,4 +258,245 @@ func drain(events *record.FakeRecorder) string {
 			return strings.Join(all, "\n")
 		}
 	}
+}
+
+func drainedState() state.Node {
+	return state.Node{Phase: state.PhaseDraining, Drained: true, CordonedByUs: true, CycleStarted: time.Now().Add(-time.Minute)}
+}
+
+// TestBeginCycleConfirmsTheSlotWithTheAPIServer: a cache that says the slot is
+// held is not enough to taint and cordon.
+func TestBeginCycleConfirmsTheSlotWithTheAPIServer(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.lock = staleLock{heldOnServer: false}
+	w.agent().reconcile(context.Background())
+	n := w.node()
+	require.False(t, nodeops.HasTaint(n), "tainted on the cache's word alone")
+	require.False(t, n.Spec.Unschedulable, "cordoned on the cache's word alone")
+
+	w.lock = staleLock{heldOnServer: true}
+	w.agent().reconcile(context.Background())
+	require.True(t, nodeops.HasTaint(w.node()), "the API server confirms the slot: the cycle should start")
+}
+
+// TestRebootAsksTheAPIServerForTheLock: likewise for the reboot.
+func TestRebootAsksTheAPIServerForTheLock(t *testing.T) {
+	w := newWorld(t, drainedState())
+	w.lock = staleLock{heldOnServer: false}
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "rebooted although the API server says the slot is not held")
+	require.Contains(t, allEvents(w.events), "not rebooting")
+
+	w = newWorld(t, drainedState())
+	w.lock = staleLock{heldOnServer: true}
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls, "the lock is held: the reboot should have been asked for once")
+	st := w.state()
+	require.Equal(t, state.PhaseRebooting, st.Phase)
+	require.Equal(t, "boot-a", st.BootIDBefore)
+	require.Equal(t, 1, st.RebootAttempts)
+}
+
+// TestBlockDuringDrainStopsTheReboot: an operator's block set while the drain
+// runs ends the cycle before any reboot, and leaves the node clean.
+func TestBlockDuringDrainStopsTheReboot(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.holdSlot()
+	w.drain = func(context.Context) error {
+		reason := "db migration"
+		w.annotate(state.AnnotationBlockReboot, &reason)
+		return nil
+	}
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "a block set during the drain did not stop the reboot")
+	w.requireClean()
+	require.Contains(t, allEvents(w.events), "blocked during the drain")
+}
+
+// TestResetDuringDrainIsNotOverwritten: an operator's removal of the phase
+// during the drain is not written over by the step to Rebooting.
+func TestResetDuringDrainIsNotOverwritten(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.holdSlot()
+	w.drain = func(context.Context) error {
+		w.annotate(state.AnnotationPhase, nil)
+		return nil
+	}
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "rebooted after the operator reset the phase during the drain")
+	require.NotEqual(t, state.PhaseRebooting, w.state().Phase)
+}
+
+// TestRestartedAgentNeverAsksTwice: a reboot asked for by an earlier process
+// is not asked for again before the reboot timeout, and every request counts.
+func TestRestartedAgentNeverAsksTwice(t *testing.T) {
+	asked := time.Now().Add(-10 * time.Second)
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-a", CordonedByUs: true,
+		CycleStarted: asked, RebootRequestedAt: asked, RebootAttempts: 1})
+	w.holdSlot()
+	for range 3 {
+		w.agent().reconcile(context.Background()) // restarts, boot id still unchanged
+	}
+	require.Zero(t, w.rebooter.calls, "asked again within the reboot timeout")
+
+	w.now = asked.Add(2 * time.Minute)
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls)
+	require.Equal(t, 2, w.state().RebootAttempts, "the second request is the second attempt")
+
+	w.now = w.now.Add(2 * time.Minute)
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls, "asked a third time")
+	require.Equal(t, state.PhaseFailed, w.state().Phase)
+	require.True(t, w.slotHeld(), "a failed node keeps its slot")
+	require.True(t, w.node().Spec.Unschedulable, "a failed node keeps its cordon")
+}
+
+// TestRefusedRebootIsAnAttempt: a refused request is decided on: one more
+// attempt, then Failed.
+func TestRefusedRebootIsAnAttempt(t *testing.T) {
+	w := newWorld(t, drainedState())
+	w.holdSlot()
+	w.rebooter.refuse = errors.New("access denied")
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 2, w.rebooter.calls, "want the first request and one retry")
+	st := w.state()
+	require.Equal(t, state.PhaseFailed, st.Phase)
+	require.Equal(t, 2, st.RebootAttempts)
+	require.Contains(t, allEvents(w.events), "access denied")
+}
+
+// TestRebootLoopIsHeld: a host that still asks for a reboot right after a
+// verified one is not rebooted again at once; the pattern halts it.
+func TestRebootLoopIsHeld(t *testing.T) {
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-old", CordonedByUs: true,
+		CycleStarted: time.Now().Add(-time.Minute), RebootRequestedAt: time.Now().Add(-time.Minute), RebootAttempts: 1})
+	w.holdSlot()
+	w.agent().reconcile(context.Background()) // back on boot-a, the sentinel still there
+	st := w.state()
+	require.Equal(t, state.PhaseIdle, st.Phase, "the verified reboot should finish")
+	require.Equal(t, 1, st.RepeatedReboots)
+	w.requireClean()
+
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "rebooted again right after a reboot that did not clear the need")
+	require.False(t, nodeops.HasTaint(w.node()))
+	require.Equal(t, 1.0, w.blocked(BlockRecentReboot))
+	require.Contains(t, allEvents(w.events), "RebootLoop")
+
+	w.annotate(state.AnnotationRepeatedReboots, ptr("3"))
+	w.now = w.now.Add(2 * time.Hour)
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "a reboot loop went on")
+	require.Equal(t, 1.0, w.blocked(BlockRebootLoop))
+}
+
+func ptr(s string) *string { return &s }
+
+// TestRebootingWithoutBootIDHalts: with the boot id it left edited away, the
+// agent cannot tell whether the host rebooted: it halts, never finishes.
+func TestRebootingWithoutBootIDHalts(t *testing.T) {
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, CordonedByUs: true, CycleStarted: time.Now(),
+		RebootRequestedAt: time.Now(), RebootAttempts: 1})
+	w.holdSlot()
+	w.agent().reconcile(context.Background())
+	require.Equal(t, state.PhaseFailed, w.state().Phase)
+	require.True(t, w.node().Spec.Unschedulable, "uncordoned without knowing whether the host rebooted")
+	require.Zero(t, w.rebooter.calls)
+}
+
+// TestNoRebootWhileHostBusy: a package transaction on the host holds the
+// reboot; when it ends, the reboot goes ahead.
+func TestNoRebootWhileHostBusy(t *testing.T) {
+	w := newWorld(t, drainedState())
+	w.holdSlot()
+	w.host.busy = "package database locked: /var/lib/dpkg/lock"
+	a := w.agent()
+	a.reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "rebooted during a package transaction")
+	require.Equal(t, 1.0, w.blocked(BlockHostBusy))
+	require.Contains(t, allEvents(w.events), "HostBusy")
+
+	w.host.busy = ""
+	a.reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls)
+}
+
+// TestRebootFlushesEventsFirst: the Events reach the API server before the
+// host is asked to go down.
+func TestRebootFlushesEventsFirst(t *testing.T) {
+	w := newWorld(t, drainedState())
+	w.holdSlot()
+	w.rebooter.before = func() { require.Equal(t, 1, w.flushed, "asked for the reboot before flushing the Events") }
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls)
+}
+
+// TestDrainTimeoutRebootsOnlyWhenConfigured: the typed timeout, whatever
+// kubectl's words, decides between rebooting anyway and backing off.
+func TestDrainTimeoutRebootsOnlyWhenConfigured(t *testing.T) {
+	for _, rebootAnyway := range []bool{false, true} {
+		t.Run(fmt.Sprint(rebootAnyway), func(t *testing.T) {
+			w := newWorld(t, state.Node{})
+			w.holdSlot()
+			w.drain = func(context.Context) error {
+				return fmt.Errorf("draining node %s: %w after 1s: pods still terminating", testNode, nodeops.ErrDrainTimeout)
+			}
+			w.cfg = func(c *Config) { c.RebootAfterDrainTimeout = rebootAnyway }
+			w.agent().reconcile(context.Background())
+			if rebootAnyway {
+				require.Equal(t, 1, w.rebooter.calls)
+				return
+			}
+			require.Zero(t, w.rebooter.calls)
+			w.requireClean()
+			require.Equal(t, 1, w.state().DrainFailures)
+		})
+	}
+}
+
+// TestDryRunIsTheSameExecutor: a dry run walks a whole cycle through the
+// executor and changes nothing on the Node or the lock.
+func TestDryRunIsTheSameExecutor(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.cfg = func(c *Config) { c.DryRun = true }
+	before := w.node()
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.rebooter.calls, "a dry run rebooted")
+	require.Equal(t, before.Annotations, w.node().Annotations, "a dry run wrote annotations")
+	require.False(t, w.node().Spec.Unschedulable, "a dry run cordoned")
+	require.False(t, w.slotHeld(), "a dry run took a slot")
+	msgs := allEvents(w.events)
+	for _, want := range []string{"would take a lock slot", "would taint", "would evict 0 pods", "would reboot the host now"} {
+		require.Contains(t, msgs, want)
+	}
+}
+
+// TestFinishLeavesTheNodeClean: a verified reboot untaints, uncordons,
+// releases and records the reboot.
+func TestFinishLeavesTheNodeClean(t *testing.T) {
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-old", CordonedByUs: true,
+		CycleStarted: time.Now().Add(-time.Minute), RebootRequestedAt: time.Now().Add(-time.Minute), RebootAttempts: 1})
+	w.holdSlot()
+	w.host.required = false
+	w.agent().reconcile(context.Background())
+	w.requireClean()
+	st := w.state()
+	require.False(t, st.LastReboot.IsZero())
+	require.Zero(t, st.RepeatedReboots)
+	require.Contains(t, allEvents(w.events), "RebootSucceeded")
+}
+
+// TestOperatorCordonSurvivesTheCycle: a node the operator cordoned stays so.
+func TestOperatorCordonSurvivesTheCycle(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	n := w.node()
+	n.Spec.Unschedulable = true
+	_, err := w.client.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	w.holdSlot()
+	w.drain = func(context.Context) error { return errors.New("a pod would not go") }
+	w.agent().reconcile(context.Background())
+	require.True(t, w.node().Spec.Unschedulable, "nodepatch lifted an operator's cordon")
+	require.False(t, nodeops.HasTaint(w.node()))
 }

@@ -34,6 +34,10 @@ type Options struct {
 	RebootMethod    string
 	RebootCommand   string
 	RebootTimeout   time.Duration
+	// MinRebootInterval and MaxRepeatedReboots hold a node whose reboots do not
+	// clear the need (a reboot loop).
+	MinRebootInterval  time.Duration
+	MaxRepeatedReboots int
 
 	DrainTimeout            time.Duration
 	DrainGracePeriod        int
@@ -60,6 +64,10 @@ type Options struct {
 	PatchTimeout   time.Duration
 	PatchExclude   []string
 	PatchUnderLock bool
+
+	// ConfigGeneration is the generation of the configuration this agent runs
+	// (the DaemonSet's pod-template-generation): the limit of a newer one wins.
+	ConfigGeneration int64
 
 	// ClockSkew shifts the agent's clock (hidden flag --clock-skew): fault tests
 	// run one agent minutes ahead or behind without touching the machine's clock.
@@ -107,6 +115,21 @@ func (o Options) Validate() (schedule.Window, error) {
 	}
 	if o.LockTTL < 0 {
 		bad("lock-ttl", o.LockTTL, "want 0 (never reclaim a live node's slot) or a positive duration")
+	}
+	if o.LockTTL > 0 && o.LockTTL < o.DrainTimeout+o.RebootTimeout {
+		// A rebooting node cannot renew: a shorter TTL hands its slot on while it
+		// is still down, and more nodes are out than allowed.
+		bad("lock-ttl", o.LockTTL, fmt.Sprintf("shorter than --drain-timeout + --reboot-timeout (%s): a slot would expire while its node drains or reboots",
+			o.DrainTimeout+o.RebootTimeout))
+	}
+	if o.MinRebootInterval < 0 {
+		bad("min-reboot-interval", o.MinRebootInterval, "want 0 or a positive duration")
+	}
+	if o.MaxRepeatedReboots < 1 {
+		bad("max-repeated-reboots", o.MaxRepeatedReboots, "want at least 1")
+	}
+	if o.ConfigGeneration < 0 {
+		bad("config-generation", o.ConfigGeneration, "want 0 or more")
 	}
 	if o.DrainGracePeriod < -1 {
 		bad("drain-grace-period", o.DrainGracePeriod, "want -1 (each pod's own) or seconds")
@@ -175,6 +198,26 @@ func (o Options) hostRunner(ctx context.Context, log *slog.Logger) (host.Runner,
 		log.Info("collected host command units left by an earlier run", "units", collected)
 	}
 	return r, nil
+}
+
+// bootIDReader reads the boot id as the host sees it: through the host runner
+// with --host-exec=systemd (the container's /proc may be another kernel's), or
+// the file itself when commands run directly.
+func (o Options) bootIDReader(runner host.Runner) BootIDReader {
+	if o.HostExec == "direct" {
+		return bootIDFile(o.BootIDFile)
+	}
+	return &host.HostBootID{Runner: runner, Path: o.BootIDFile}
+}
+
+// busyChecker tells whether a package transaction or a nodepatch host command
+// still runs, through the same runner.
+func (o Options) busyChecker(runner host.Runner) HostBusyChecker {
+	b := &host.BusyChecker{Runner: runner}
+	if running, ok := runner.(host.RunningLister); ok {
+		b.Running = running
+	}
+	return b
 }
 
 func (o Options) rebooter(runner host.Runner, log *slog.Logger) (Rebooter, error) {

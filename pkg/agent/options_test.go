@@ -14,7 +14,7 @@ func validOptions() Options {
 		RebootMethod: "systemd", RebootTimeout: time.Minute, DrainTimeout: time.Minute, DrainGracePeriod: -1,
 		DrainRetryBackoff: time.Minute, RebootDays: "mon", StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Berlin",
 		MetricsAddress: ":8080", LogFormat: "text", HostRoot: "/", HostExec: "systemd", Patch: "security",
-		PatchInterval: time.Hour, PatchTimeout: time.Minute}
+		PatchInterval: time.Hour, PatchTimeout: time.Minute, MinRebootInterval: time.Hour, MaxRepeatedReboots: 3}
 }
 
 func TestValidateNamesEveryBadValue(t *testing.T) {
@@ -29,6 +29,25 @@ func TestValidateNamesEveryBadValue(t *testing.T) {
 	for _, want := range []string{`--node-name "Node_1"`, `--concurrency "0"`, `--reboot-method "kexec"`, `--patch "most"`,
 		`--drain-pod-selector "app in ("`, `--host-root "host"`, `--lock-ttl "-1s"`, `--drain-timeout "0s"`} {
 		require.Contains(t, err.Error(), want)
+	}
+}
+
+// TestLockTTLMustOutlastDrainAndReboot: a slot must not expire while its node
+// drains or reboots, when it cannot renew.
+func TestLockTTLMustOutlastDrainAndReboot(t *testing.T) {
+	o := validOptions()
+	o.LockTTL = 90 * time.Second // drain 1m + reboot 1m
+	_, err := o.Validate()
+	require.ErrorContains(t, err, `--lock-ttl "1m30s": shorter than --drain-timeout + --reboot-timeout (2m0s)`)
+	o.LockTTL = 2 * time.Minute
+	_, err = o.Validate()
+	require.NoError(t, err)
+
+	o = validOptions()
+	o.MaxRepeatedReboots, o.MinRebootInterval, o.ConfigGeneration = 0, -time.Second, -1
+	_, err = o.Validate()
+	for _, want := range []string{`--max-repeated-reboots "0"`, `--min-reboot-interval "-1s"`, `--config-generation "-1"`} {
+		require.ErrorContains(t, err, want)
 	}
 }
 

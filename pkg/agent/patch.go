@@ -34,40 +34,19 @@ type PatchSettings struct {
 // time is on the Node, so the next run comes at once.
 type patchState struct {
 	ready bool
+	// applied: this cycle applied the updates under the lock.
+	applied bool
 	// lastRound keeps a round from running again in this process before the
 	// interval when recording it on the Node failed (the API server was away).
 	lastRound time.Time
 }
 
-// patchDue says whether to look for updates now: the node is idle and free to
-// act (in the window, not blocked or paused) and the interval since the last run
-// on record has passed.
-func patchDue(obs Observation, interval time.Duration) bool {
-	st := obs.Node.State
-	if st.Phase != state.PhaseIdle || obs.Lock.Held || !obs.WindowOpen || st.BlockReason != "" || obs.Lock.PauseReason != "" {
-		return false
-	}
-	return st.LastPatch.IsZero() || !obs.Now.Before(st.LastPatch.Add(interval))
-}
-
-// maybePatch runs a patch round when one is due, and says whether it ran one.
-// Without UnderLock it upgrades at once and the reboot detector takes it from
-// there; with it, it only downloads and the cycle applies the updates after the
-// drain. Either way the download happens before any slot is taken, so a slot is
-// held as briefly as possible.
-func (a *Agent) maybePatch(ctx context.Context, obs Observation) bool {
-	if a.cfg.Patcher == nil || a.patch.ready || !patchDue(obs, a.cfg.Patch.Interval) {
-		return false
-	}
-	if !a.patch.lastRound.IsZero() && obs.Now.Before(a.patch.lastRound.Add(a.cfg.Patch.Interval)) {
-		return false
-	}
+// runPatchRound looks for updates and downloads them. Without UnderLock it
+// upgrades at once and the reboot detector takes it from there; with it, the
+// cycle applies the updates after the drain. Either way the download happens
+// before any slot is taken, so a slot is held as briefly as possible.
+func (a *Agent) runPatchRound(ctx context.Context, obs Observation) {
 	a.patch.lastRound = obs.Now
-	a.runPatchRound(ctx)
-	return true
-}
-
-func (a *Agent) runPatchRound(ctx context.Context) {
 	mode := a.cfg.Patch.Mode
 	pending, err := a.refreshPending(ctx)
 	if err != nil {

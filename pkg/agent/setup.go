@@ -16,12 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -57,13 +54,13 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	nodeInformer := factories.node.Core().V1().Nodes()
 	leaseInformer := factories.lease.Coordination().V1().Leases()
 	sem, err := lock.New(lock.Config{
-		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Identity: o.NodeName, TTL: o.LockTTL,
-		NodeExists: lock.NodeExistsIn(client),
+		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Generation: o.ConfigGeneration,
+		Identity: o.NodeName, TTL: o.LockTTL, NodeExists: lock.NodeExistsIn(client),
 	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), clock)
 	if err != nil {
 		return err
 	}
-	events, stopEvents := newRecorder(client, o.NodeName)
+	events, flushEvents, stopEvents := newRecorder(client.CoreV1().Events(""), o.NodeName)
 	defer stopEvents()
 	runner, err := o.hostRunner(ctx, log)
 	if err != nil {
@@ -81,7 +78,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	a, err := New(Config{
 		NodeName: o.NodeName,
-		Limits:   Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2},
+		Limits: Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2, MinRebootInterval: o.MinRebootInterval,
+			MaxRepeatedReboots: o.MaxRepeatedReboots, BusyTimeout: o.PatchTimeout},
 		Drain: nodeops.DrainOptions{Timeout: o.DrainTimeout, GracePeriod: o.DrainGracePeriod,
 			PodSelector: o.DrainPodSelector, Log: slogWriter{log}},
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
@@ -92,13 +90,15 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Lock:  sem,
 		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
 			NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner},
-		BootID:   bootIDFile(o.BootIDFile),
-		Rebooter: rebooter,
-		Patcher:  o.patcher(kind, runner, log),
-		Patch:    PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
-		Events:   events,
-		Metrics:  m,
-		Log:      log,
+		BootID:      o.bootIDReader(runner),
+		Rebooter:    rebooter,
+		HostBusy:    o.busyChecker(runner),
+		Patcher:     o.patcher(kind, runner, log),
+		Patch:       PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
+		Events:      events,
+		FlushEvents: flushEvents,
+		Metrics:     m,
+		Log:         log,
 	})
 	if err != nil {
 		return err
@@ -198,18 +198,15 @@ type bootIDFile string
 
 func (f bootIDFile) BootID(context.Context) (string, error) { return host.ReadBootID(string(f)) }
 
-// newRecorder records Events on the Node through the core Events API.
-func newRecorder(client kubernetes.Interface, node string) (record.EventRecorder, func()) {
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodepatch", Host: node})
-	return recorder, broadcaster.Shutdown
-}
-
-// renewWhileHeld refreshes the held slot's renew time, which only a lock TTL reads.
+// renewWhileHeld refreshes the held slot's renew time, which only a lock TTL
+// reads: at once (a restarted holder confirms its slot before anything else) and
+// every third of the TTL.
 func renewWhileHeld(ctx context.Context, sem *lock.Semaphore, ttl time.Duration, log *slog.Logger) {
 	if ttl <= 0 {
 		return
+	}
+	if err := sem.Renew(ctx); err != nil {
+		log.Warn("cannot renew the lock slot", "err", err)
 	}
 	ticker := time.NewTicker(ttl / 3)
 	defer ticker.Stop()

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -27,15 +29,30 @@ const waitDelay = 5 * time.Second
 // container that mounts the host's "/" there.
 type DirectRunner struct {
 	hostRoot string
+
+	mu      sync.Mutex
+	running map[*exec.Cmd]string // detached commands still running
 }
 
 // NewDirectRunner returns a Runner that runs local processes, chrooted into
 // hostRoot unless it is "" or "/".
-func NewDirectRunner(hostRoot string) Runner {
+func NewDirectRunner(hostRoot string) *DirectRunner {
 	if hostRoot == "" {
 		hostRoot = "/"
 	}
-	return &DirectRunner{hostRoot: filepath.Clean(hostRoot)}
+	return &DirectRunner{hostRoot: filepath.Clean(hostRoot), running: map[*exec.Cmd]string{}}
+}
+
+// Running lists the detached commands that outlived their wait.
+func (r *DirectRunner) Running(context.Context) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	for _, name := range r.running {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func (r *DirectRunner) chrooted() bool { return r.hostRoot != "/" }
@@ -50,7 +67,11 @@ func (r *DirectRunner) Run(ctx context.Context, c Command) (Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	cmd, err := r.command(ctx, c)
+	killCtx := ctx
+	if c.Detach {
+		killCtx = context.WithoutCancel(ctx)
+	}
+	cmd, err := r.command(killCtx, c)
 	if err != nil {
 		return Result{}, err
 	}
@@ -59,9 +80,42 @@ func (r *DirectRunner) Run(ctx context.Context, c Command) (Result, error) {
 	stdout := &headBuffer{max: maxStdout}
 	cmd.Stdout = multiWriter{stdout, tail}
 	cmd.Stderr = tail
-	runErr := cmd.Run()
-	res := Result{Output: tail.String(), Stdout: string(stdout.buf), StdoutTruncated: stdout.truncated}
-	return finish(ctx, c, res, runErr)
+	if err := cmd.Start(); err != nil {
+		return finish(ctx, c, Result{}, err)
+	}
+	r.track(cmd, c.Name)
+	done := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		r.untrack(cmd)
+		done <- err
+	}()
+	select {
+	case runErr := <-done:
+		res := Result{Output: tail.String(), Stdout: string(stdout.buf), StdoutTruncated: stdout.truncated}
+		return finish(ctx, c, res, runErr)
+	case <-ctx.Done():
+		if !c.Detach {
+			runErr := <-done // the context kills it; wait for the group to go
+			res := Result{Output: tail.String(), Stdout: string(stdout.buf), StdoutTruncated: stdout.truncated}
+			return finish(ctx, c, res, runErr)
+		}
+		// Left running: its output buffers are still being written, so none of
+		// it is returned.
+		return finish(ctx, c, Result{Output: "(left running)"}, nil)
+	}
+}
+
+func (r *DirectRunner) track(cmd *exec.Cmd, name string) {
+	r.mu.Lock()
+	r.running[cmd] = name
+	r.mu.Unlock()
+}
+
+func (r *DirectRunner) untrack(cmd *exec.Cmd) {
+	r.mu.Lock()
+	delete(r.running, cmd)
+	r.mu.Unlock()
 }
 
 func finish(ctx context.Context, c Command, res Result, runErr error) (Result, error) {

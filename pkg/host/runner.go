@@ -31,6 +31,10 @@ type Command struct {
 	MaxOutput int
 	// MaxStdout bounds Result.Stdout (the head kept); zero means DefaultMaxStdout.
 	MaxStdout int
+	// Detach: when Timeout or the context ends the run, stop waiting but let the
+	// command finish (a package manager killed mid-transaction can leave the
+	// host's package database broken). Runners list such commands as Running.
+	Detach bool
 }
 
 // Result is what a command did. A non-zero ExitStatus is not an error.

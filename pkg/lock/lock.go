@@ -7,14 +7,21 @@
 // can never both win the same slot, and there are only N slots. A holder count
 // over all slots (including slots left from a larger concurrency) is checked
 // before taking one, so shrinking the concurrency never lets in more than N.
+//
+// The limit in force is written on the header Lease, with the configuration
+// generation that set it (the DaemonSet's pod-template-generation): an agent of
+// an older generation obeys the newer limit, so a helm upgrade that shrinks the
+// limit holds even for agents not yet replaced.
 package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -24,6 +31,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	coordlisters "k8s.io/client-go/listers/coordination/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
@@ -31,15 +39,29 @@ import (
 // LabelLock marks every Lease of a lock; its value is the lock's name.
 const LabelLock = "nodepatch.io/lock"
 
+// Annotations of the header Lease that carry the limit in force.
+const (
+	AnnotationLimit           = "nodepatch.io/limit"
+	AnnotationLimitGeneration = "nodepatch.io/limit-generation"
+)
+
+// ErrNotHeld: the API server says this identity holds no slot.
+var ErrNotHeld = errors.New("the lock slot is not held according to the API server")
+
 // Config says which lock a Semaphore is and who takes it.
 type Config struct {
 	Name      string // header Lease name; slots are Name-0 … Name-(Slots-1)
 	Namespace string
 	Slots     int
-	Identity  string // the node name
+	// Generation is the configuration generation Slots comes from; a limit on the
+	// header from a newer generation wins over Slots.
+	Generation int64
+	Identity   string // the node name
 	// TTL, when positive, lets a slot whose holder has not renewed it for TTL be taken.
 	// Zero (the default) never takes a live node's slot: a node that did not come back
-	// keeps its slot and the rollout halts, which is safer than going on.
+	// keeps its slot and the rollout halts, which is safer than going on. Expiry is
+	// judged by the taker's own monotonic clock since it last saw the slot's record
+	// change, never by comparing its clock with the holder's renew time.
 	TTL time.Duration
 	// NodeExists tells whether a holder is still a Node of the cluster; the slot of a
 	// deleted node is reclaimed.
@@ -63,7 +85,22 @@ type Semaphore struct {
 	cfg    Config
 	leases coordclient.LeaseInterface
 	lister coordlisters.LeaseNamespaceLister
-	now    func() time.Time
+	now    func() time.Time // written into the Leases, for people to read
+	// since measures elapsed time on this process's monotonic clock.
+	since func(time.Time) time.Duration
+
+	mu sync.Mutex
+	// seen is, per slot, its record's resourceVersion and when this process
+	// first saw that version: the base of TTL expiry.
+	seen map[string]seenRecord
+	// confirmed is when this process last wrote its own slot successfully
+	// (take or renew): the base of self-fencing.
+	confirmed time.Time
+}
+
+type seenRecord struct {
+	version string
+	at      time.Time
 }
 
 // New returns a Semaphore. lister must list the Leases labelled LabelLock=cfg.Name
@@ -75,7 +112,7 @@ func New(cfg Config, leases coordclient.LeaseInterface, lister coordlisters.Leas
 	if cfg.Identity == "" || cfg.Name == "" || cfg.Namespace == "" {
 		return nil, fmt.Errorf("lock: name %q, namespace %q and identity %q must all be set", cfg.Name, cfg.Namespace, cfg.Identity)
 	}
-	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now}, nil
+	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, since: time.Since, seen: map[string]seenRecord{}}, nil
 }
 
 // Selector selects the Leases of the lock called name, for the informer that feeds New.
@@ -89,12 +126,15 @@ type Holder struct {
 	Identity string
 	Since    time.Time
 	Renewed  time.Time
+	version  string
 }
 
 // Snapshot is the lock as the cache sees it.
 type Snapshot struct {
 	Holders     []Holder
 	PauseReason string
+	// Limit is the limit in force: the header's, when a newer generation set it.
+	Limit int
 }
 
 // Held returns the slot this identity holds, if any.
@@ -113,12 +153,14 @@ func (s *Semaphore) Snapshot() (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("listing leases of lock %s: %w", s.cfg.Name, err)
 	}
-	var snap Snapshot
+	snap := Snapshot{Limit: s.cfg.Slots}
 	for _, l := range list {
 		if l.Name == s.cfg.Name {
 			snap.PauseReason = l.Annotations[state.AnnotationPause]
+			snap.Limit = s.limitFrom(l)
 			continue
 		}
+		s.noteSeen(l)
 		if h := holderOf(l); h.Identity != "" {
 			snap.Holders = append(snap.Holders, h)
 		}
@@ -127,8 +169,57 @@ func (s *Semaphore) Snapshot() (Snapshot, error) {
 	return snap, nil
 }
 
+// limitFrom is the limit in force given the header Lease: the header's when it
+// was set by a newer configuration generation than this agent's, else its own.
+func (s *Semaphore) limitFrom(header *coordinationv1.Lease) int {
+	limit, gen, ok := ParseLimit(header)
+	if ok && gen > s.cfg.Generation {
+		return limit
+	}
+	return s.cfg.Slots
+}
+
+// ParseLimit reads the limit and its generation off a header Lease.
+func ParseLimit(header *coordinationv1.Lease) (limit int, generation int64, ok bool) {
+	limit, err := strconv.Atoi(header.Annotations[AnnotationLimit])
+	if err != nil || limit < 1 {
+		return 0, 0, false
+	}
+	generation, err = strconv.ParseInt(header.Annotations[AnnotationLimitGeneration], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return limit, generation, true
+}
+
+// noteSeen remembers when this process first saw each version of a slot.
+func (s *Semaphore) noteSeen(l *coordinationv1.Lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[l.Name].version != l.ResourceVersion {
+		s.seen[l.Name] = seenRecord{version: l.ResourceVersion, at: time.Now()}
+	}
+}
+
+// unchangedFor is how long this process has seen the slot's record unchanged.
+func (s *Semaphore) unchangedFor(slot, version string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.seen[slot]
+	if !ok || rec.version != version {
+		return 0
+	}
+	return s.since(rec.at)
+}
+
+func (s *Semaphore) markConfirmed() {
+	s.mu.Lock()
+	s.confirmed = time.Now()
+	s.mu.Unlock()
+}
+
 func holderOf(l *coordinationv1.Lease) Holder {
-	h := Holder{Slot: l.Name}
+	h := Holder{Slot: l.Name, version: l.ResourceVersion}
 	if l.Spec.HolderIdentity != nil {
 		h.Identity = *l.Spec.HolderIdentity
 	}
@@ -142,23 +233,53 @@ func holderOf(l *coordinationv1.Lease) Holder {
 }
 
 // EnsureHeader creates the header Lease (where the pause lives) if it is missing, so
-// that an operator can always annotate it.
+// that an operator can always annotate it, and writes this agent's limit on it
+// unless a newer configuration generation wrote one.
 func (s *Semaphore) EnsureHeader(ctx context.Context) error {
-	if _, err := s.lister.Get(s.cfg.Name); err == nil {
-		return nil
-	}
-	_, err := s.leases.Create(ctx, s.newLease(s.cfg.Name, ""), metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating lock header lease %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		current, err := s.leases.Get(ctx, s.cfg.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = s.leases.Create(ctx, s.newLease(s.cfg.Name, ""), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(coordinationv1.Resource("leases"), s.cfg.Name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if _, gen, ok := ParseLimit(current); ok && gen > s.cfg.Generation {
+			return nil
+		}
+		if limit, gen, ok := ParseLimit(current); ok && limit == s.cfg.Slots && gen == s.cfg.Generation {
+			return nil
+		}
+		next := current.DeepCopy()
+		setLimit(next, s.cfg.Slots, s.cfg.Generation)
+		_, err = s.leases.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("writing the limit on lock header lease %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
 	}
 	return nil
+}
+
+func setLimit(l *coordinationv1.Lease, limit int, generation int64) {
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[AnnotationLimit] = strconv.Itoa(limit)
+	l.Annotations[AnnotationLimitGeneration] = strconv.FormatInt(generation, 10)
 }
 
 // SlotName is the name of slot i.
 func (s *Semaphore) SlotName(i int) string { return s.cfg.Name + "-" + strconv.Itoa(i) }
 
 // TryAcquire takes a free slot, or confirms the one this identity already holds. It
-// returns false, with no error, when every slot is held.
+// returns false, with no error, when every slot is held. Slots of holders that are
+// gone (or expired, with a TTL) are freed first, wherever they are: a slot left
+// from a larger limit, held by a deleted node, would otherwise count for ever.
 func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	snap, err := s.Snapshot()
 	if err != nil {
@@ -167,19 +288,56 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	if h, ok := snap.Held(s.cfg.Identity); ok {
 		return h.Slot, true, nil
 	}
-	if len(snap.Holders) >= s.cfg.Slots && !s.anyReclaimable(ctx, snap) {
+	if len(snap.Holders) >= snap.Limit && !s.reclaimAny(ctx, snap) {
 		return "", false, nil
 	}
-	for i := 0; i < s.cfg.Slots; i++ {
+	for i := 0; i < snap.Limit; i++ {
 		won, err := s.tryTake(ctx, s.SlotName(i))
 		if err != nil || won {
 			if won {
+				s.markConfirmed()
 				s.awaitCache(ctx, s.SlotName(i), true)
 			}
 			return s.SlotName(i), won, err
 		}
 	}
 	return "", false, nil
+}
+
+// reclaimAny frees every reclaimable slot outside the limit's range, and says
+// whether any slot (inside the range too) may be taken.
+func (s *Semaphore) reclaimAny(ctx context.Context, snap Snapshot) bool {
+	found := false
+	for _, h := range snap.Holders {
+		ok, _ := s.reclaimable(ctx, h)
+		if !ok {
+			continue
+		}
+		found = true
+		if s.slotIndex(h.Slot) >= snap.Limit {
+			s.clearSlot(ctx, h)
+		}
+	}
+	return found
+}
+
+// slotIndex is the number of a slot Lease, or -1.
+func (s *Semaphore) slotIndex(name string) int {
+	i, err := strconv.Atoi(strings.TrimPrefix(name, s.cfg.Name+"-"))
+	if err != nil || !strings.HasPrefix(name, s.cfg.Name+"-") {
+		return -1
+	}
+	return i
+}
+
+// clearSlot frees a reclaimable slot that no taker would take (its index is past
+// the limit), if it still holds what was judged.
+func (s *Semaphore) clearSlot(ctx context.Context, h Holder) {
+	current, err := s.leases.Get(ctx, h.Slot, metav1.GetOptions{})
+	if err != nil || holderOf(current).Identity != h.Identity || current.ResourceVersion != h.version {
+		return
+	}
+	_, _ = s.update(ctx, current, "")
 }
 
 // cacheLag bounds the wait for the informer to show this agent's own write.
@@ -202,15 +360,6 @@ func (s *Semaphore) awaitCache(ctx context.Context, slot string, held bool) {
 	}
 }
 
-func (s *Semaphore) anyReclaimable(ctx context.Context, snap Snapshot) bool {
-	for _, h := range snap.Holders {
-		if ok, _ := s.reclaimable(ctx, h); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // tryTake takes one slot when it is free or reclaimable; a conflict means another
 // node moved first and is a loss, not an error.
 func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
@@ -221,6 +370,7 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading lock slot %s: %w", name, err)
 	}
+	s.noteSeen(current)
 	h := holderOf(current)
 	if h.Identity == s.cfg.Identity {
 		return true, nil
@@ -230,33 +380,38 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 			return false, err
 		}
 	}
-	if n, err := s.liveHolders(ctx); err != nil || (h.Identity == "" && n >= s.cfg.Slots) {
+	n, limit, err := s.liveHolders(ctx)
+	if err != nil || (h.Identity == "" && n >= limit) || s.slotIndex(name) >= limit {
 		return false, err
 	}
 	return s.update(ctx, current, s.cfg.Identity)
 }
 
-// liveHolders counts holders over every slot Lease of the lock, read from the API
-// rather than the cache, so that the count taken just before a write is current.
-func (s *Semaphore) liveHolders(ctx context.Context) (int, error) {
+// liveHolders counts holders over every slot Lease of the lock, and reads the
+// limit in force, from the API rather than the cache, so that the count taken
+// just before a write is current.
+func (s *Semaphore) liveHolders(ctx context.Context) (int, int, error) {
 	list, err := s.leases.List(ctx, metav1.ListOptions{LabelSelector: Selector(s.cfg.Name).String()})
 	if err != nil {
-		return 0, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
+		return 0, 0, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
 	}
-	n := 0
+	n, limit := 0, s.cfg.Slots
 	for i := range list.Items {
 		l := &list.Items[i]
-		if l.Name != s.cfg.Name && holderOf(l).Identity != "" {
+		switch {
+		case l.Name == s.cfg.Name:
+			limit = s.limitFrom(l)
+		case holderOf(l).Identity != "":
 			n++
 		}
 	}
-	return n, nil
+	return n, limit, nil
 }
 
 // reclaimable says whether a held slot may be taken: its holder is no longer a
-// Node, or (only with a TTL) it has not been renewed for the TTL.
+// Node, or (only with a TTL) this process has seen its record unchanged for the TTL.
 func (s *Semaphore) reclaimable(ctx context.Context, h Holder) (bool, error) {
-	if s.cfg.TTL > 0 && !h.Renewed.IsZero() && s.now().Sub(h.Renewed) > s.cfg.TTL {
+	if s.cfg.TTL > 0 && s.unchangedFor(h.Slot, h.version) > s.cfg.TTL {
 		return true, nil
 	}
 	if s.cfg.NodeExists == nil {
@@ -270,7 +425,7 @@ func (s *Semaphore) reclaimable(ctx context.Context, h Holder) (bool, error) {
 }
 
 func (s *Semaphore) create(ctx context.Context, name string) (bool, error) {
-	if n, err := s.liveHolders(ctx); err != nil || n >= s.cfg.Slots {
+	if n, limit, err := s.liveHolders(ctx); err != nil || n >= limit {
 		return false, err
 	}
 	_, err := s.leases.Create(ctx, s.newLease(name, s.cfg.Identity), metav1.CreateOptions{})
@@ -324,30 +479,73 @@ func (s *Semaphore) setHolder(l *coordinationv1.Lease, identity string) {
 	}
 }
 
-// Release frees every slot this identity holds. Releasing a slot not held is a no-op.
+// Release frees every slot this identity holds. Releasing a slot not held is a
+// no-op. A conflict (the slot changed since it was read: a renewal, an operator's
+// edit) is retried on a fresh read; Release fails rather than report a slot free
+// that is still held.
 func (s *Semaphore) Release(ctx context.Context) error {
-	return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
-		if _, err := s.update(ctx, l, ""); err != nil {
-			return err
-		}
-		s.awaitCache(ctx, l.Name, false)
-		return nil
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
+			next := l.DeepCopy()
+			s.setHolder(next, "")
+			_, err := s.leases.Update(ctx, next, metav1.UpdateOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			s.awaitCache(ctx, l.Name, false)
+			return nil
+		})
 	})
+	if err != nil {
+		return fmt.Errorf("releasing lock %s: %w", s.cfg.Name, err)
+	}
+	return nil
 }
 
 // Renew refreshes the renew time of the slot this identity holds, which only
-// matters when a TTL is set.
+// matters when a TTL is set. Each renewal is a new version of the record, which
+// is what takers time the TTL by.
 func (s *Semaphore) Renew(ctx context.Context) error {
 	return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
 		next := l.DeepCopy()
 		now := metav1.NewMicroTime(s.now())
 		next.Spec.RenewTime = &now
-		_, err := s.leases.Update(ctx, next, metav1.UpdateOptions{})
-		if err != nil && !apierrors.IsConflict(err) {
+		if _, err := s.leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("renewing lock slot %s: %w", l.Name, err)
 		}
+		s.markConfirmed()
 		return nil
 	})
+}
+
+// Fenced says, with a TTL, that this holder may no longer count on its slot: it
+// has not renewed it for half the TTL (a renewal is tried first). A taker waits a
+// whole TTL of seeing no change before it takes the slot, so a holder that fences
+// itself at half stops before anyone else can start. Without a TTL, slots never
+// expire and nothing is fenced.
+func (s *Semaphore) Fenced(ctx context.Context) bool {
+	if s.cfg.TTL <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	last := s.confirmed
+	s.mu.Unlock()
+	if !last.IsZero() && s.since(last) < s.cfg.TTL/2 {
+		return false
+	}
+	return s.Renew(ctx) != nil || s.sinceConfirmed() >= s.cfg.TTL/2
+}
+
+func (s *Semaphore) sinceConfirmed() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.confirmed.IsZero() {
+		return s.cfg.TTL
+	}
+	return s.since(s.confirmed)
 }
 
 // forEachOwnSlot reads the slots from the API (not the cache: a release must see
@@ -369,11 +567,19 @@ func (s *Semaphore) forEachOwnSlot(ctx context.Context, fn func(*coordinationv1.
 }
 
 // HoldsNow asks the API server, not the cache, whether this identity holds a slot.
-// The agent calls it right before rebooting: no reboot without the lock.
+// The agent calls it before it taints and again right before rebooting: no
+// reboot without the lock. With a TTL it renews the slot too, and a holder that
+// cannot renew does not hold it.
 func (s *Semaphore) HoldsNow(ctx context.Context) (bool, error) {
 	held := false
 	err := s.forEachOwnSlot(ctx, func(*coordinationv1.Lease) error { held = true; return nil })
-	return held, err
+	if err != nil || !held || s.cfg.TTL <= 0 {
+		return held, err
+	}
+	if err := s.Renew(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Describe is a one-line account of the holders, for logs and Events.

@@ -13,7 +13,7 @@ import (
 var Phases = []string{"Idle", "WaitingForLock", "Draining", "Rebooting", "WaitingReady", "Failed"}
 
 // BlockReasons are the values of nodepatch_reboot_blocked's reason label.
-var BlockReasons = []string{"annotation", "paused", "window", "backoff"}
+var BlockReasons = []string{"annotation", "paused", "window", "backoff", "recent-reboot", "reboot-loop", "boot-id-mismatch", "host-busy"}
 
 // Metrics is the agent's set of metrics, registered on its own registry.
 type Metrics struct {
@@ -36,6 +36,9 @@ type Metrics struct {
 	PatchRuns        *prometheus.CounterVec
 	BuildInfo        *prometheus.GaugeVec
 	AnnotationErrors prometheus.Counter
+	// BootIDMismatch is 1, labelled with both ids, while the host's boot id is
+	// not the kubelet's.
+	BootIDMismatch *prometheus.GaugeVec
 }
 
 // New builds and registers the metrics for node.
@@ -62,6 +65,8 @@ func New(node, version string) *Metrics {
 		PatchRuns:        f.counterVec("nodepatch_patch_runs_total", "Patch runs, by result.", "result"),
 		BuildInfo:        f.gaugeVec("nodepatch_build_info", "Always 1; the version label says which build runs.", "version"),
 		AnnotationErrors: f.counter("nodepatch_annotation_errors_total", "Malformed nodepatch annotation values seen on the node."),
+		BootIDMismatch: f.gaugeVecLabels("nodepatch_boot_id_mismatch",
+			"1 while the host's boot id differs from the one the kubelet reports; the agent then does nothing.", "host_boot_id", "kubelet_boot_id"),
 	}
 	m.BuildInfo.WithLabelValues(version).Set(1)
 	for _, r := range []string{"success", "failed"} {
@@ -95,6 +100,15 @@ func (m *Metrics) SetBlocked(reasons []string) {
 	}
 }
 
+// SetBootIDMismatch shows the two boot ids while they differ, and nothing once
+// they agree.
+func (m *Metrics) SetBootIDMismatch(mismatch bool, hostID, kubeletID string) {
+	m.BootIDMismatch.Reset()
+	if mismatch {
+		m.BootIDMismatch.WithLabelValues(hostID, kubeletID).Set(1)
+	}
+}
+
 // SetCycleStart records when the current cycle started; the zero time clears it.
 func (m *Metrics) SetCycleStart(t time.Time) {
 	if t.IsZero() {
@@ -123,7 +137,11 @@ func (f factory) gauge(name, help string) prometheus.Gauge {
 }
 
 func (f factory) gaugeVec(name, help, label string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: f.labels}, []string{label})
+	return f.gaugeVecLabels(name, help, label)
+}
+
+func (f factory) gaugeVecLabels(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: f.labels}, labels)
 	f.reg.MustRegister(g)
 	return g
 }

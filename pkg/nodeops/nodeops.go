@@ -6,6 +6,7 @@ package nodeops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -105,17 +106,30 @@ type DrainOptions struct {
 	OnPodEvicted func(pod *corev1.Pod)
 }
 
+// ErrDrainTimeout: the drain did not finish within DrainOptions.Timeout, whether
+// evictions were still refused or evicted pods were still terminating.
+var ErrDrainTimeout = errors.New("drain timed out")
+
 // Drain evicts the node's pods (DaemonSet pods stay, emptyDir data goes) and waits
 // until they are gone, for at most opts.Timeout. Pods without a controller make it
 // fail: deleting them would lose them for good, which is the operator's call.
+//
+// The deadline is a context of its own rather than the drain helper's Timeout:
+// the helper reports its two timeouts (evictions refused, pods slow to go) in
+// different words, and a context says which it was without reading any.
 func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
+	parent := ctx
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
 	helper := &drain.Helper{
 		Ctx:                  ctx,
 		Client:               n.Client,
 		GracePeriodSeconds:   opts.GracePeriod,
 		IgnoreAllDaemonSets:  true,
 		DeleteEmptyDirData:   true,
-		Timeout:              opts.Timeout,
 		PodSelector:          opts.PodSelector,
 		EvictErrorRetryDelay: time.Second,
 		Out:                  opts.Log,
@@ -126,7 +140,11 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 			}
 		},
 	}
-	if err := drain.RunNodeDrain(helper, n.Name); err != nil {
+	err := drain.RunNodeDrain(helper, n.Name)
+	if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("draining node %s: %w after %s: %v", n.Name, ErrDrainTimeout, opts.Timeout, err)
+	}
+	if err != nil {
 		return fmt.Errorf("draining node %s: %w", n.Name, err)
 	}
 	return nil

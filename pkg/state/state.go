@@ -32,6 +32,12 @@ const (
 	AnnotationDrainFailures     = "nodepatch.io/drain-failures"
 	AnnotationLastReboot        = "nodepatch.io/last-reboot"
 	AnnotationLastPatch         = "nodepatch.io/last-patch"
+	// AnnotationDrained records that this cycle's drain finished: the step to
+	// Rebooting is then decided on a fresh look at the Node.
+	AnnotationDrained = "nodepatch.io/drained"
+	// AnnotationRepeatedReboots counts verified reboots in a row after which the
+	// host still asked for a reboot (a reboot loop); removing it lets the node go.
+	AnnotationRepeatedReboots = "nodepatch.io/repeated-reboots"
 )
 
 // TaintKey is the NoSchedule taint the agent puts on its node for the length of a cycle.
@@ -57,12 +63,14 @@ type Node struct {
 	BootIDBefore      string
 	CordonedByUs      bool
 	CycleStarted      time.Time
+	Drained           bool
 	RebootRequestedAt time.Time
 	RebootAttempts    int
 	RetryAfter        time.Time
 	DrainFailures     int
 	LastReboot        time.Time
 	LastPatch         time.Time
+	RepeatedReboots   int
 }
 
 // Parse reads a node's annotations. A malformed value never stops parsing: it is
@@ -79,12 +87,14 @@ func Parse(annotations map[string]string) (Node, error) {
 		BootIDBefore:      annotations[AnnotationBootIDBefore],
 		CordonedByUs:      p.boolean(AnnotationCordonedByUs),
 		CycleStarted:      p.time(AnnotationCycleStarted),
+		Drained:           p.boolean(AnnotationDrained),
 		RebootRequestedAt: p.time(AnnotationRebootRequestedAt),
 		RebootAttempts:    p.count(AnnotationRebootAttempts),
 		RetryAfter:        p.time(AnnotationRetryAfter),
 		DrainFailures:     p.count(AnnotationDrainFailures),
 		LastReboot:        p.time(AnnotationLastReboot),
 		LastPatch:         p.time(AnnotationLastPatch),
+		RepeatedReboots:   p.count(AnnotationRepeatedReboots),
 	}
 	return n, errors.Join(p.errs...)
 }
@@ -149,19 +159,21 @@ func (p *parser) phase() Phase {
 
 // AgentAnnotations renders the agent-owned part of n as a merge-patch: a nil value
 // removes the annotation, so an idle node carries none of them but last-reboot,
-// last-patch and the drain back-off.
+// last-patch, the drain back-off and the repeated-reboot count.
 func (n Node) AgentAnnotations() map[string]*string {
 	return map[string]*string{
 		AnnotationPhase:             nonEmpty(string(n.Phase)),
 		AnnotationBootIDBefore:      nonEmpty(n.BootIDBefore),
 		AnnotationCordonedByUs:      flag(n.CordonedByUs),
 		AnnotationCycleStarted:      timestamp(n.CycleStarted),
+		AnnotationDrained:           flag(n.Drained),
 		AnnotationRebootRequestedAt: timestamp(n.RebootRequestedAt),
 		AnnotationRebootAttempts:    positive(n.RebootAttempts),
 		AnnotationRetryAfter:        timestamp(n.RetryAfter),
 		AnnotationDrainFailures:     positive(n.DrainFailures),
 		AnnotationLastReboot:        timestamp(n.LastReboot),
 		AnnotationLastPatch:         timestamp(n.LastPatch),
+		AnnotationRepeatedReboots:   positive(n.RepeatedReboots),
 	}
 }
 

@@ -263,29 +263,41 @@ func TestManagerRunsNeverOverlap(t *testing.T) {
 	<-m.busy
 }
 
-// TestAptTimeout: the operation's timeout ends a hung command.
-func TestAptTimeout(t *testing.T) {
+// TestAptTimeoutLeavesTheTransactionRunning: the operation's timeout ends the
+// wait for a hung upgrade but never kills dpkg in the middle of a transaction;
+// the runner lists it as running (which holds any reboot) until it ends.
+func TestAptTimeoutLeavesTheTransactionRunning(t *testing.T) {
 	h := newAptHost(t)
 	dir := t.TempDir()
+	release := filepath.Join(dir, "release")
 	// A dpkg that hangs when asked to unpack, through apt's own
-	// Dir::Bin::dpkg.
+	// Dir::Bin::dpkg, until the test lets it go (a minute at most).
 	hang := filepath.Join(dir, "dpkg")
 	require.NoError(t, os.WriteFile(hang, []byte(`#!/bin/sh
-case "$*" in *--unpack*) echo hanging; sleep 600;; esac
+case "$*" in *--unpack*) echo hanging; i=0; while [ ! -e `+release+` ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac
 exec dpkg "$@"
 `), 0o755))
 	h.main.Add(t, hostenv.Deb{Name: "foo", Version: "1.1"})
 	h.main.Publish(t)
 	require.NoError(t, h.manager(t).Refresh(context.Background()))
+	direct := host.NewDirectRunner("/")
 	m := h.manager(t, func(c *Config) {
 		c.Timeout = 5 * time.Second
 		c.Options = []string{"-o", "Dir::Bin::dpkg=" + hang}
+		c.Runner = direct
 	})
-	res, err := m.Upgrade(context.Background(), ModeAll)
+	_, err := m.Upgrade(context.Background(), ModeAll)
 	require.ErrorContains(t, err, `command "apt-upgrade"`)
 	require.ErrorContains(t, err, "timed out after")
-	require.Contains(t, res.Output, "hanging")
-	require.Equal(t, "1.0", h.root.Version(t, "foo"))
+	running, err := direct.Running(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"apt-upgrade"}, running, "the timed-out upgrade should still run")
+
+	require.NoError(t, os.WriteFile(release, nil, 0o644))
+	require.Eventually(t, func() bool {
+		running, err := direct.Running(context.Background())
+		return err == nil && len(running) == 0
+	}, time.Minute, 50*time.Millisecond, "the upgrade did not finish once let go")
 }
 
 func TestNewChecksConfig(t *testing.T) {

@@ -24,6 +24,9 @@ func (x *executor) run(ctx context.Context, name, prog string, env []string, arg
 		Name: name,
 		Args: append(append([]string{prog}, x.cfg.Options...), args...),
 		Env:  append(append([]string{"LC_ALL=C"}, env...), x.cfg.Env...),
+		// Never kill a package manager mid-transaction: a timeout only stops
+		// the wait, and the agent will not reboot while it runs.
+		Detach: true,
 	}
 	retry := x.cfg.LockRetry
 	if retry == 0 {

@@ -190,7 +190,9 @@ func unitProperties(u unitRun, c host.Command) []sdbus.Property {
 		desc = desc[:200] + "..."
 	}
 	timeout := uint64(math.MaxUint64) // infinity
-	if c.Timeout > 0 {
+	// A detached command is never killed by systemd: the caller's wait ends at
+	// the timeout, the command runs on (see waitJob).
+	if c.Timeout > 0 && !c.Detach {
 		timeout = uint64(c.Timeout / time.Microsecond)
 	}
 	props := []sdbus.Property{
@@ -229,7 +231,11 @@ func escapeDollars(args []string) []string {
 func waitJob(ctx context.Context, conn *Conn, u unitRun, c host.Command, jobDone <-chan string) (string, error) {
 	var deadline <-chan time.Time
 	if c.Timeout > 0 {
-		t := time.NewTimer(c.Timeout + jobGrace)
+		wait := c.Timeout + jobGrace
+		if c.Detach {
+			wait = c.Timeout
+		}
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -239,6 +245,9 @@ func waitJob(ctx context.Context, conn *Conn, u unitRun, c host.Command, jobDone
 	case <-conn.Done():
 		return "", fmt.Errorf("unit %s (%s): bus closed before the unit finished", u.name, c)
 	case <-deadline:
+		if c.Detach {
+			return "", fmt.Errorf("unit %s (%s): stopped waiting after %v, the unit runs on", u.name, c, c.Timeout)
+		}
 		cleanup(conn, u.name)
 		return "", fmt.Errorf("unit %s (%s): no job result within %v; unit stopped", u.name, c, c.Timeout+jobGrace)
 	case <-ctx.Done():
@@ -364,6 +373,33 @@ func (r *Runner) Cleanup(ctx context.Context) ([]string, error) {
 		done = append(done, u.Name)
 	}
 	return done, nil
+}
+
+// Running lists this runner's units that are still running: commands the agent
+// stopped waiting for (a package upgrade past its timeout, an agent restarted
+// in the middle), which a reboot must not cut short.
+func (r *Runner) Running(ctx context.Context) ([]string, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := Connect(ctx, r.Address)
+	if err != nil {
+		return nil, fmt.Errorf("list running units: %w", err)
+	}
+	defer conn.Close()
+	units, err := conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "deactivating", "reloading"},
+		[]string{r.prefix() + "*.service"})
+	if err != nil {
+		return nil, fmt.Errorf("list running units %s*: %w", r.prefix(), err)
+	}
+	var running []string
+	for _, u := range units {
+		if u.ActiveState == "active" && u.SubState == "exited" {
+			continue // a finished oneshot kept for its result
+		}
+		running = append(running, u.Name)
+	}
+	return running, nil
 }
 
 func isDBusError(err error, name string) bool {

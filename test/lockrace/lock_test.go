@@ -1,4 +1,5 @@
-package lock_test
+// Package lockrace_test races real lock contenders on a real API server.
+package lockrace_test
 
 import (
 	"context"
