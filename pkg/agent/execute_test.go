@@ -96,7 +96,7 @@ func (w *world) agent() *Agent {
 		Limits: Limits{RebootTimeout: time.Minute, MaxRebootAttempts: 2, MinRebootInterval: time.Hour,
 			MaxRepeatedReboots: 3, BusyTimeout: time.Hour},
 		Period: time.Hour, Clock: w.clock, DrainRetryBackoff: time.Minute,
-		Node:   liveNode{w}, Nodes: &worldWriter{w: w, real: &nodeops.Node{Client: w.client, Name: testNode}},
+		Node: liveNode{w}, Nodes: &worldWriter{w: w, real: &nodeops.Node{Client: w.client, Name: testNode}},
 		Lock: sem, Detector: w.host, BootID: w.host, Rebooter: w.rebooter, HostBusy: w.host,
 		FlushEvents: func(context.Context) error { w.flushed++; return nil },
 		Events:      w.events, Metrics: w.metrics, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
