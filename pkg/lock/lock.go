@@ -86,8 +86,8 @@ type Semaphore struct {
 	leases coordclient.LeaseInterface
 	lister coordlisters.LeaseNamespaceLister
 	now    func() time.Time // written into the Leases, for people to read
-	// since measures elapsed time on this process's monotonic clock.
-	since func(time.Time) time.Duration
+	// mono is this process's monotonic clock, for elapsed times only.
+	mono func() time.Time
 
 	mu sync.Mutex
 	// seen is, per slot, its record's resourceVersion and when this process
@@ -112,7 +112,7 @@ func New(cfg Config, leases coordclient.LeaseInterface, lister coordlisters.Leas
 	if cfg.Identity == "" || cfg.Name == "" || cfg.Namespace == "" {
 		return nil, fmt.Errorf("lock: name %q, namespace %q and identity %q must all be set", cfg.Name, cfg.Namespace, cfg.Identity)
 	}
-	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, since: time.Since, seen: map[string]seenRecord{}}, nil
+	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, mono: time.Now, seen: map[string]seenRecord{}}, nil
 }
 
 // Selector selects the Leases of the lock called name, for the informer that feeds New.
@@ -196,8 +196,8 @@ func ParseLimit(header *coordinationv1.Lease) (limit int, generation int64, ok b
 func (s *Semaphore) noteSeen(l *coordinationv1.Lease) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.seen[l.Name].version != l.ResourceVersion {
-		s.seen[l.Name] = seenRecord{version: l.ResourceVersion, at: time.Now()}
+	if rec, ok := s.seen[l.Name]; !ok || rec.version != l.ResourceVersion {
+		s.seen[l.Name] = seenRecord{version: l.ResourceVersion, at: s.mono()}
 	}
 }
 
@@ -209,12 +209,12 @@ func (s *Semaphore) unchangedFor(slot, version string) time.Duration {
 	if !ok || rec.version != version {
 		return 0
 	}
-	return s.since(rec.at)
+	return s.mono().Sub(rec.at)
 }
 
 func (s *Semaphore) markConfirmed() {
 	s.mu.Lock()
-	s.confirmed = time.Now()
+	s.confirmed = s.mono()
 	s.mu.Unlock()
 }
 
@@ -533,7 +533,7 @@ func (s *Semaphore) Fenced(ctx context.Context) bool {
 	s.mu.Lock()
 	last := s.confirmed
 	s.mu.Unlock()
-	if !last.IsZero() && s.since(last) < s.cfg.TTL/2 {
+	if !last.IsZero() && s.mono().Sub(last) < s.cfg.TTL/2 {
 		return false
 	}
 	return s.Renew(ctx) != nil || s.sinceConfirmed() >= s.cfg.TTL/2
@@ -545,7 +545,7 @@ func (s *Semaphore) sinceConfirmed() time.Duration {
 	if s.confirmed.IsZero() {
 		return s.cfg.TTL
 	}
-	return s.since(s.confirmed)
+	return s.mono().Sub(s.confirmed)
 }
 
 // forEachOwnSlot reads the slots from the API (not the cache: a release must see

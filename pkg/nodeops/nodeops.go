@@ -124,6 +124,9 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
+	if opts.Log == nil {
+		opts.Log = io.Discard // the drain helper writes progress unconditionally
+	}
 	helper := &drain.Helper{
 		Ctx:                  ctx,
 		Client:               n.Client,

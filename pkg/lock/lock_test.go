@@ -1,0 +1,230 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// These tests run the semaphore on the fake clientset, with a lister that reads
+// it directly (a cache that never lags). The race on a real API server is in
+// test/lockrace.
+
+const ns = "nodepatch"
+
+type liveLister struct{ c coordclient.LeaseInterface }
+
+func (l liveLister) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
+	list, err := l.c.List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*coordinationv1.Lease, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (l liveLister) Get(name string) (*coordinationv1.Lease, error) {
+	return l.c.Get(context.Background(), name, metav1.GetOptions{})
+}
+
+// clock is a monotonic clock the test moves.
+type clock struct {
+	base    time.Time
+	elapsed time.Duration
+}
+
+func (c *clock) now() time.Time { return c.base.Add(c.elapsed) }
+
+// newClient is a fake clientset that gives every write a new resourceVersion,
+// as the API server does (the fake's tracker leaves it empty).
+func newClient() *fake.Clientset {
+	client := fake.NewClientset()
+	version := 0
+	bump := func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if a, ok := action.(interface{ GetObject() runtime.Object }); ok {
+			if obj, err := meta.Accessor(a.GetObject()); err == nil {
+				version++
+				obj.SetResourceVersion(strconv.Itoa(version))
+			}
+		}
+		return false, nil, nil
+	}
+	client.PrependReactor("create", "*", bump)
+	client.PrependReactor("update", "*", bump)
+	return client
+}
+
+func newSem(t *testing.T, client *fake.Clientset, cfg Config, now func() time.Time) (*Semaphore, *clock) {
+	t.Helper()
+	cfg.Name, cfg.Namespace = "nodepatch-lock", ns
+	if now == nil {
+		now = time.Now
+	}
+	s, err := New(cfg, client.CoordinationV1().Leases(ns), liveLister{client.CoordinationV1().Leases(ns)}, now)
+	require.NoError(t, err)
+	c := &clock{base: time.Now()}
+	s.mono = c.now
+	return s, c
+}
+
+func holderOfSlot(t *testing.T, client *fake.Clientset, slot string) string {
+	t.Helper()
+	l, err := client.CoordinationV1().Leases(ns).Get(context.Background(), slot, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ""
+	}
+	require.NoError(t, err)
+	return holderOf(l).Identity
+}
+
+func take(t *testing.T, s *Semaphore) bool {
+	t.Helper()
+	_, won, err := s.TryAcquire(context.Background())
+	require.NoError(t, err)
+	return won
+}
+
+// TestTTLJudgedByTheTakersOwnClock: a taker whose wall clock runs hours ahead
+// does not take a live slot; only seeing the record unchanged for the TTL, on its
+// own monotonic clock, lets it.
+func TestTTLJudgedByTheTakersOwnClock(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 1, Identity: "a", TTL: time.Minute}, nil)
+	require.True(t, take(t, a))
+
+	ahead := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	b, bClock := newSem(t, client, Config{Slots: 1, Identity: "b", TTL: time.Minute}, ahead)
+	require.False(t, take(t, b), "a taker with a fast clock took a live slot")
+
+	bClock.elapsed = 30 * time.Second
+	require.False(t, take(t, b), "taken before the TTL passed")
+	require.NoError(t, a.Renew(context.Background())) // a new version of the record
+	bClock.elapsed = 70 * time.Second
+	require.False(t, take(t, b), "the renewal did not restart the taker's count")
+	bClock.elapsed = 140 * time.Second
+	require.True(t, take(t, b), "seen unchanged for longer than the TTL: the slot may be taken")
+	require.Equal(t, "b", holderOfSlot(t, client, "nodepatch-lock-0"))
+}
+
+// TestHolderThatCannotRenewIsFenced: a holder whose renewals fail stops counting
+// on its slot at half the TTL, and HoldsNow says no.
+func TestHolderThatCannotRenewIsFenced(t *testing.T) {
+	client := newClient()
+	a, aClock := newSem(t, client, Config{Slots: 1, Identity: "a", TTL: time.Minute}, nil)
+	require.True(t, take(t, a))
+	require.False(t, a.Fenced(context.Background()))
+
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is away")
+	})
+	aClock.elapsed = 31 * time.Second
+	require.True(t, a.Fenced(context.Background()), "a holder that could not renew for half the TTL still counts on its slot")
+	held, err := a.HoldsNow(context.Background())
+	require.False(t, held)
+	require.ErrorContains(t, err, "etcd is away")
+}
+
+func TestNoTTLNeverFencesNorExpires(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 1, Identity: "a"}, nil)
+	require.True(t, take(t, a))
+	b, bClock := newSem(t, client, Config{Slots: 1, Identity: "b"}, nil)
+	bClock.elapsed = 1000 * time.Hour
+	require.False(t, take(t, b))
+	require.False(t, a.Fenced(context.Background()))
+}
+
+// TestReleaseRetriesAConflict: a release that meets a conflict reads again and
+// frees the slot; one that keeps meeting them fails rather than report success.
+func TestReleaseRetriesAConflict(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 1, Identity: "a"}, nil)
+	require.True(t, take(t, a))
+	conflicts := 1
+	client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts == 0 {
+			return false, nil, nil
+		}
+		conflicts--
+		return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), "nodepatch-lock-0", fmt.Errorf("renewed meanwhile"))
+	})
+	require.NoError(t, a.Release(context.Background()))
+	require.Empty(t, holderOfSlot(t, client, "nodepatch-lock-0"))
+
+	require.True(t, take(t, a))
+	conflicts = 1000
+	require.Error(t, a.Release(context.Background()), "Release reported success while the slot is still held")
+	require.Equal(t, "a", holderOfSlot(t, client, "nodepatch-lock-0"))
+}
+
+// TestNewerGenerationsLimitWins: a header limit written by a newer
+// configuration binds an agent of an older one, in either direction; an older
+// configuration never overwrites it.
+func TestNewerGenerationsLimitWins(t *testing.T) {
+	client := newClient()
+	old := map[string]*Semaphore{}
+	for _, id := range []string{"a", "b", "c"} {
+		old[id], _ = newSem(t, client, Config{Slots: 3, Generation: 1, Identity: id}, nil)
+	}
+	require.NoError(t, old["a"].EnsureHeader(context.Background()))
+	newer, _ := newSem(t, client, Config{Slots: 1, Generation: 2, Identity: "d"}, nil)
+	require.NoError(t, newer.EnsureHeader(context.Background()))
+	require.NoError(t, old["b"].EnsureHeader(context.Background()), "an old agent restarting")
+
+	header, err := client.CoordinationV1().Leases(ns).Get(context.Background(), "nodepatch-lock", metav1.GetOptions{})
+	require.NoError(t, err)
+	limit, gen, ok := ParseLimit(header)
+	require.True(t, ok)
+	require.Equal(t, []any{1, int64(2)}, []any{limit, gen}, "an older generation overwrote the newer limit")
+
+	require.True(t, take(t, old["a"]))
+	require.False(t, take(t, old["b"]), "an old agent went past the newer, smaller limit")
+	require.False(t, take(t, old["c"]))
+	snap, err := old["b"].Snapshot()
+	require.NoError(t, err)
+	require.Equal(t, 1, snap.Limit)
+}
+
+// TestLeftoverSlotOfADeletedNodeIsFreed: a slot past a shrunk limit, held by a
+// node that is gone, is freed, so the rollout does not halt for good.
+func TestLeftoverSlotOfADeletedNodeIsFreed(t *testing.T) {
+	client := newClient()
+	gone := "gone"
+	_, err := client.CoordinationV1().Leases(ns).Create(context.Background(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "nodepatch-lock-2", Namespace: ns, Labels: map[string]string{LabelLock: "nodepatch-lock"}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &gone},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	exists := func(_ context.Context, name string) (bool, error) { return name != gone, nil }
+	a, _ := newSem(t, client, Config{Slots: 1, Identity: "a", NodeExists: exists}, nil)
+	require.True(t, take(t, a), "the slot of a deleted node past the limit kept the rollout halted")
+	require.Empty(t, holderOfSlot(t, client, "nodepatch-lock-2"), "the left-over slot was not freed")
+}
+
+// TestShrunkLimitCountsOldSlots: holders of slots left from a larger limit
+// count against the smaller one.
+func TestShrunkLimitCountsOldSlots(t *testing.T) {
+	client := newClient()
+	for _, id := range []string{"a", "b"} {
+		s, _ := newSem(t, client, Config{Slots: 3, Identity: id}, nil)
+		require.True(t, take(t, s))
+	}
+	d, _ := newSem(t, client, Config{Slots: 2, Identity: "d", NodeExists: func(context.Context, string) (bool, error) { return true, nil }}, nil)
+	require.False(t, take(t, d), "d got in while two of its two slots' worth were held")
+}
