@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Builds (once) a Debian bookworm root with systemd, dbus and apt, for tests that
-# boot a stand-in node with systemd-nspawn, and caches it as a tarball:
-#   _output/rootfs/bookworm.tar
-# Prints the tarball's path. Needs root and debootstrap; downloads from Debian's
-# mirror (override with DEBIAN_MIRROR). Safe to run concurrently: one builds,
-# the others wait.
+# Builds (once) a Debian bookworm root for tests that boot a stand-in node with
+# systemd-nspawn, and caches it as a tarball. Prints the tarball's path.
+#
+#   hack/rootfs.sh        _output/rootfs/bookworm.tar       systemd, dbus, apt
+#   hack/rootfs.sh node   _output/rootfs/bookworm-node.tar  also containerd, runc, the CNI
+#                                                           plugins: a root for a real kubelet
+#
+# Needs root and debootstrap. Packages come from the Debian mirror this machine's own
+# apt configuration names (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list or
+# deb822 *.sources); DEBIAN_MIRROR overrides it. Safe to run concurrently: one
+# builds, the others wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+flavour=${1:-base}
+case $flavour in
+  base) name=bookworm; include=systemd,systemd-sysv,dbus ;;
+  # iproute2 and procps: the kubelet and containerd call ip, mount helpers and ps.
+  node) name=bookworm-node
+        include=systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,iproute2,procps ;;
+  *) echo "rootfs.sh: unknown flavour $flavour (base or node)" >&2; exit 2 ;;
+esac
 out=_output/rootfs
-tarball=$out/bookworm.tar
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+tarball=$out/$name.tar
 mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
@@ -17,12 +29,60 @@ if [ -s "$tarball" ]; then
   echo "$PWD/$tarball"
   exit 0
 fi
+
+# one_line_mirror FILE...: the URI of the first enabled one-line "deb" source for
+# bookworm (options in [...] may hold spaces).
+one_line_mirror() {
+  awk '$1 == "deb" {
+    i = 2
+    if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+    if ($(i + 1) == "bookworm") { print $i; exit }
+  }' "$@" 2>/dev/null
+}
+
+# deb822_mirror FILE...: the first URI of the first enabled deb822 stanza of type
+# deb whose Suites include bookworm.
+deb822_mirror() {
+  awk 'BEGIN { RS = ""; FS = "\n" }
+  {
+    types = ""; uris = ""; suites = ""; enabled = "yes"
+    for (i = 1; i <= NF; i++) {
+      line = $i
+      if (line ~ /^#/) continue
+      key = tolower(line); sub(/:.*/, "", key)
+      val = line; sub(/^[^:]*:[ \t]*/, "", val)
+      if (key == "types") types = " " val " "
+      else if (key == "uris") uris = val
+      else if (key == "suites") suites = " " val " "
+      else if (key == "enabled") enabled = tolower(val)
+    }
+    if (enabled != "no" && types ~ / deb / && suites ~ / bookworm / && uris != "") {
+      split(uris, u, /[ \t]+/); print u[1]; exit
+    }
+  }' "$@" 2>/dev/null
+}
+
+machine_mirror() {
+  local lists=() sources=() f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do [ -r "$f" ] && lists+=("$f"); done
+  for f in /etc/apt/sources.list.d/*.sources; do [ -r "$f" ] && sources+=("$f"); done
+  local m=""
+  [ ${#lists[@]} -gt 0 ] && m=$(one_line_mirror "${lists[@]}")
+  [ -z "$m" ] && [ ${#sources[@]} -gt 0 ] && m=$(deb822_mirror "${sources[@]}")
+  echo "$m"
+}
+
+mirror=${DEBIAN_MIRROR:-$(machine_mirror)}
+if [ -z "$mirror" ]; then
+  echo "rootfs.sh: no bookworm source in /etc/apt/sources.list or /etc/apt/sources.list.d; set DEBIAN_MIRROR" >&2
+  exit 1
+fi
 command -v debootstrap >/dev/null || { echo "rootfs.sh: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
 work=$(mktemp -d "$PWD/$out/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-echo ">> debootstrap bookworm (minbase + systemd, dbus) from $mirror" >&2
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus \
+echo ">> debootstrap bookworm (minbase + $include) from $mirror" >&2
+debootstrap --variant=minbase --include="$include" \
   bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
   tail -30 "$work/debootstrap.log" >&2
   exit 1
@@ -34,7 +94,12 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
 : >"$root/etc/apt/sources.list"
 ln -sf /dev/null "$root/etc/systemd/system/console-getty.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty.target"
+# Nothing in the root may reach outside the machine: debootstrap copied the
+# machine's resolver, and apt's timers would fetch from the network.
+echo "nameserver 127.0.0.1" >"$root/etc/resolv.conf"
+ln -sf /dev/null "$root/etc/systemd/system/apt-daily.timer"
+ln -sf /dev/null "$root/etc/systemd/system/apt-daily-upgrade.timer"
 mkdir -p "$root/var/lib/nodepatch"
-tar -C "$root" --numeric-owner -cf "$work/bookworm.tar" .
-mv "$work/bookworm.tar" "$tarball"
+tar -C "$root" --numeric-owner -cf "$work/$name.tar" .
+mv "$work/$name.tar" "$tarball"
 echo "$PWD/$tarball"
