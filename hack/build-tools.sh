@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the tools the tests and the demo need into _output/bin, each once:
 # a real control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
-# etcd) from the hack/tools module, and kwok, helm and staticcheck from their own
-# modules at pinned versions. A tool is rebuilt only when its pin changes.
+# etcd), the kubelet that test/realnode runs inside a systemd-nspawn node, and
+# ociimage (container images without a container engine) from the hack/tools
+# module, and kwok, helm and staticcheck from their own modules at pinned
+# versions. A tool is rebuilt only when its pin changes.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,8 +25,9 @@ stamp() { echo "$2" > "$bin/.$1.pin"; }
 # clients that check it (helm's kubeVersion constraints) refuse them.
 minor=$(echo "$K8S_VERSION" | cut -d. -f2)
 stamp_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
-  pin="$K8S_VERSION stamped $(sha256sum "$root/hack/tools/go.sum" | cut -c1-16)"
+for c in kube-apiserver kube-controller-manager kube-scheduler etcd kubelet ociimage; do
+  # The module's dependencies and the tool's own source.
+  pin="$K8S_VERSION stamped $(cat "$root/hack/tools/go.sum" "$root/hack/tools/cmd/$c"/*.go | sha256sum | cut -c1-16)"
   if ! fresh "$c" "$pin"; then
     echo ">> building $c ($K8S_VERSION from the tools module; the first build takes a few minutes)"
     (cd "$root/hack/tools" && go build -trimpath -ldflags "$stamp_flags" -o "$bin/$c" "./cmd/$c")
