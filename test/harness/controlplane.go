@@ -32,6 +32,10 @@ type Options struct {
 	// Kwok also starts kwok, playing the kubelet for nodes annotated
 	// kwok.x-k8s.io/node=fake, driven by the stages in KwokStages.
 	Kwok bool
+	// APIServerArgs are extra kube-apiserver flags, after the harness's own
+	// (a later flag wins), e.g. --kubelet-preferred-address-types=InternalIP
+	// for real kubelets.
+	APIServerArgs []string
 	// StartTimeout bounds each wait for a component; default 60s.
 	StartTimeout time.Duration
 	// Log receives progress and the tools build output; nil discards it.
@@ -122,7 +126,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := cp.startAPIServer(etcdURL); err != nil {
+	if err := cp.startAPIServer(etcdURL, opts.APIServerArgs); err != nil {
 		return err
 	}
 	if err := cp.waitAPIServerReady(ctx, opts.StartTimeout); err != nil {
@@ -188,7 +192,7 @@ func (cp *ControlPlane) startEtcd() (string, error) {
 	return clientURL, cp.startComponent("etcd", args, nil)
 }
 
-func (cp *ControlPlane) startAPIServer(etcdURL string) error {
+func (cp *ControlPlane) startAPIServer(etcdURL string, extra []string) error {
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
@@ -215,6 +219,7 @@ func (cp *ControlPlane) startAPIServer(etcdURL string) error {
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 	}
+	args = append(args, extra...)
 	cp.apiserverArgs = args
 	return cp.startComponent("kube-apiserver", args, nil)
 }

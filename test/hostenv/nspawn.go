@@ -29,6 +29,18 @@ type NodeConfig struct {
 	// Files are written into the node's root before it first boots
 	// (container path -> content).
 	Files map[string]string
+	// Symlinks are made in the node's root before it first boots
+	// (container path -> target), e.g. to enable units.
+	Symlinks map[string]string
+	// Root is the read-only lower layer of the node's overlay; empty: RootFS.
+	Root string
+	// NspawnArgs are extra systemd-nspawn flags.
+	NspawnArgs []string
+	// FreshCgroups runs each boot in new, empty cgroups (one per hierarchy,
+	// below the test's own, named after the node and the boot) and removes
+	// them when that boot ends. A kubelet needs this on cgroup v1, where
+	// cgroups outlive the container and stale pod cgroups slow the next boot.
+	FreshCgroups bool
 }
 
 // Node is a Debian bookworm root with systemd booted by systemd-nspawn in a
@@ -66,16 +78,29 @@ func ModuleRoot(t testing.TB) string {
 // builds its tarball on first use.
 func RootFS(t testing.TB) string {
 	t.Helper()
+	return extractedRoot(t, "base")
+}
+
+// KubeletRootFS returns the cached bookworm root that also holds containerd,
+// runc and the CNI plugins, extracted; `hack/rootfs.sh node` builds its
+// tarball on first use.
+func KubeletRootFS(t testing.TB) string {
+	t.Helper()
+	return extractedRoot(t, "node")
+}
+
+func extractedRoot(t testing.TB, flavour string) string {
+	t.Helper()
 	RequireCommand(t, "debootstrap", "debootstrap")
 	top := ModuleRoot(t)
-	out, err := exec.Command(filepath.Join(top, "hack/rootfs.sh")).Output()
+	out, err := exec.Command(filepath.Join(top, "hack/rootfs.sh"), flavour).Output()
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
-		t.Fatalf("hack/rootfs.sh failed: %v\n%s", err, exitErr.Stderr)
+		t.Fatalf("hack/rootfs.sh %s failed: %v\n%s", flavour, err, exitErr.Stderr)
 	}
-	require.NoError(t, err, "hack/rootfs.sh")
+	require.NoError(t, err, "hack/rootfs.sh %s", flavour)
 	tarball := strings.TrimSpace(string(out))
-	dir := filepath.Join(filepath.Dir(tarball), "bookworm")
+	dir := strings.TrimSuffix(tarball, ".tar")
 	done := filepath.Join(dir, ".nodepatch-extracted")
 
 	lock, err := os.OpenFile(filepath.Join(filepath.Dir(tarball), ".extract.lock"), os.O_RDWR|os.O_CREATE, 0o644)
@@ -96,14 +121,47 @@ func RootFS(t testing.TB) string {
 func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // nodeScript mounts the overlay and boots the node, again after each reboot
-// (exit 133), in the mount namespace unshare made.
+// (exit 133), in the mount namespace unshare made. With fresh cgroups
+// (%[7]s is "1") each boot's systemd-nspawn first moves itself into new
+// cgroups below the script's own, which the script removes after that boot.
 const nodeScript = `set -u
 mount -t tmpfs tmpfs /run/systemd || exit 90
 mount -t overlay overlay -o lowerdir=%[1]s,upperdir=%[2]s,workdir=%[3]s %[4]s || exit 91
+# own_cgroups prints this process's cgroup folder in each mounted hierarchy.
+own_cgroups() {
+  while IFS=: read -r _ ctrls path; do
+    case $ctrls in
+      "") d=/sys/fs/cgroup/unified; [ -d "$d" ] || d=/sys/fs/cgroup ;;
+      name=*) d=/sys/fs/cgroup/${ctrls#name=} ;;
+      *) d=/sys/fs/cgroup/$ctrls ;;
+    esac
+    [ -d "$d$path" ] && echo "${d%%/}$path"
+  done </proc/self/cgroup
+}
+bases=$(own_cgroups)
+boot=0
+cgdirs=""
+remove_cgroups() {
+  for d in $cgdirs; do find "$d" -depth -type d -exec rmdir {} \; || echo "nodepatch-node: cannot remove $d"; done
+  cgdirs=""
+}
+trap remove_cgroups EXIT
 while :; do
-  systemd-nspawn -D %[4]s -b --register=no --keep-unit --console=pipe -M %[5]s %[6]s
+  boot=$((boot + 1))
+  if [ %[7]s = 1 ]; then
+    for b in $bases; do
+      d=$b/%[5]s-$$-boot$boot
+      mkdir "$d" || exit 92
+      # A new cpuset has no CPUs or memory nodes until given its parent's.
+      [ -e "$d/cpuset.cpus" ] && cat "$b/cpuset.cpus" >"$d/cpuset.cpus" && cat "$b/cpuset.mems" >"$d/cpuset.mems"
+      cgdirs="$cgdirs $d"
+    done
+  fi
+  CGDIRS=$cgdirs sh -c 'for d in $CGDIRS; do echo $$ >"$d/cgroup.procs" || exit 93; done; exec "$@"' nspawn \
+    systemd-nspawn -D %[4]s -b --register=no --keep-unit --console=pipe -M %[5]s %[6]s
   rc=$?
   echo "nodepatch-node: systemd-nspawn exited $rc"
+  remove_cgroups
   [ "$rc" -eq 133 ] || exit "$rc"
 done
 `
@@ -114,7 +172,10 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	t.Helper()
 	RequireCommand(t, "systemd-nspawn", "systemd-container")
 	RequireCommand(t, "unshare", "util-linux")
-	lower := RootFS(t)
+	lower := cfg.Root
+	if lower == "" {
+		lower = RootFS(t)
+	}
 	dir := t.TempDir()
 	n := &Node{OutputDir: filepath.Join(dir, "output"), ConsoleLog: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
 	bus := filepath.Join(dir, "bus")
@@ -127,6 +188,11 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
 		require.NoError(t, os.WriteFile(full, []byte(content), 0o644))
 	}
+	for p, target := range cfg.Symlinks {
+		full := filepath.Join(upper, p)
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		require.NoError(t, os.Symlink(target, full))
+	}
 	n.BusAddress = "unix:path=" + filepath.Join(bus, "system_bus_socket")
 	args := []string{"--bind=" + bus + ":/run/dbus", "--bind=" + n.OutputDir + ":/var/lib/nodepatch"}
 	for _, b := range cfg.Binds {
@@ -135,11 +201,16 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	for _, b := range cfg.ROBinds {
 		args = append(args, "--bind-ro="+b)
 	}
+	args = append(args, cfg.NspawnArgs...)
 	quoted := make([]string, len(args))
 	for i, a := range args {
 		quoted[i] = shQuote(a)
 	}
-	script := fmt.Sprintf(nodeScript, shQuote(lower), shQuote(upper), shQuote(work), shQuote(merged), shQuote(cfg.Name), strings.Join(quoted, " "))
+	fresh := "0"
+	if cfg.FreshCgroups {
+		fresh = "1"
+	}
+	script := fmt.Sprintf(nodeScript, shQuote(lower), shQuote(upper), shQuote(work), shQuote(merged), shQuote(cfg.Name), strings.Join(quoted, " "), fresh)
 
 	logFile, err := os.Create(n.ConsoleLog)
 	require.NoError(t, err)
@@ -226,6 +297,23 @@ func (n *Node) Root(t testing.TB) string {
 	return "/proc/" + strconv.Itoa(n.InitPID(t)) + "/root"
 }
 
+// RootDir is Root for polling loops: an error, not a failed test, while the
+// node is between boots.
+func (n *Node) RootDir() (string, error) {
+	nspawn := n.nspawnPID()
+	if nspawn == 0 {
+		return "", errors.New("systemd-nspawn is not running")
+	}
+	init := childPID(nspawn, "systemd")
+	if init == 0 {
+		return "", fmt.Errorf("no systemd under systemd-nspawn (pid %d)", nspawn)
+	}
+	return "/proc/" + strconv.Itoa(init) + "/root", nil
+}
+
+// Exited is closed when the node's boot loop has ended.
+func (n *Node) Exited() <-chan struct{} { return n.exited }
+
 func (n *Node) nspawnPID() int { return childPID(n.cmd.Process.Pid, "systemd-nspawn") }
 
 // childPID finds a child of parent whose command is comm.
@@ -267,7 +355,7 @@ func (n *Node) stop(t testing.TB) {
 		return
 	case <-time.After(time.Minute):
 	}
-	t.Logf("node did not power off within a minute; killing it")
+	t.Logf("node did not power off within a minute; killing it; console:\n%s", n.Tail())
 	if nspawn := n.nspawnPID(); nspawn != 0 {
 		if init := childPID(nspawn, "systemd"); init != 0 {
 			_ = syscall.Kill(init, syscall.SIGKILL) // ends its whole PID namespace

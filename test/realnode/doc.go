@@ -1,0 +1,16 @@
+// Package realnode runs real Kubernetes nodes for end-to-end tests: a kubelet
+// (built by hack/build-tools.sh from the hack/tools module) with Debian's
+// containerd and runc, inside a Debian root (hack/rootfs.sh node) booted by
+// systemd-nspawn, against the harness's real control plane. A node reboots for
+// real through its systemd and comes back with a new boot id.
+//
+// Everything stays on the machine's loopback: the node shares the machine's
+// network namespace, its resolver is 127.0.0.1, its apt sources are local
+// files, and only hostNetwork pods run on it (its CNI config is the loopback
+// plugin alone). The kubelet runs only inside the node, whose /proc/sys is
+// read-only and whose kernel tunables are stand-in files, so the machine's
+// sysctls, mounts and cgroups are left as they were.
+//
+// Images are built without a container engine (ociimage, also from
+// hack/tools) and imported into the node's containerd at every boot.
+package realnode
