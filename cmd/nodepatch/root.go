@@ -45,6 +45,11 @@ func applyEnv(flags *pflag.FlagSet) error {
 		if err != nil || f.Changed || !ok {
 			return
 		}
+		// An empty variable for a number, duration or switch is unset (a
+		// downward-API label that is missing reads as ""), not a bad value.
+		if value == "" && f.Value.Type() != "string" && f.Value.Type() != "stringSlice" {
+			return
+		}
 		if setErr := flags.Set(f.Name, value); setErr != nil {
 			err = fmt.Errorf("%s=%q: %w", envName(f.Name), value, setErr)
 		}

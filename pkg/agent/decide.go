@@ -283,7 +283,11 @@ func decideRebooting(o Observation) Step {
 		why = fmt.Sprintf("boot id unchanged %s after reboot attempt %d", o.Limits.RebootTimeout, st.RebootAttempts)
 	}
 	if st.RebootAttempts >= o.Limits.MaxRebootAttempts {
-		return Step{Action: ActFailReboot, Phase: "Failed", Reason: fmt.Sprintf("%s; gave up after %d attempts", why, st.RebootAttempts)}
+		failed := fmt.Sprintf("boot id unchanged after %d reboot attempts, %s each", st.RebootAttempts, o.Limits.RebootTimeout)
+		if refused != "" {
+			failed = fmt.Sprintf("%s; gave up after %d attempts", why, st.RebootAttempts)
+		}
+		return Step{Action: ActFailReboot, Phase: "Failed", Reason: failed}
 	}
 	if st.BlockReason != "" {
 		return Step{Action: ActAbortCycle, Phase: "Rebooting", Reason: "blocked before the reboot: " + st.BlockReason}

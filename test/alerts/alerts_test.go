@@ -22,7 +22,8 @@ import (
 // alertNames are the alerts the chart defines with its defaults.
 var alertNames = []string{
 	"NodepatchRebootPending", "NodepatchRebootBlocked", "NodepatchNodeHeld",
-	"NodepatchRebootFailed", "NodepatchPatchFailed", "NodepatchAgentDown",
+	"NodepatchRebootFailed", "NodepatchPatchFailed", "NodepatchAgentDown", "NodepatchRebootLoop",
+	"NodepatchBootIDMismatch",
 }
 
 type ruleFile struct {
@@ -84,7 +85,7 @@ func TestShippedRulesAreTheChart(t *testing.T) {
 
 func TestDefaultRules(t *testing.T) {
 	out := promtool(t, ct.RepoRoot(t), "check", "rules", shippedRulesPath(t))
-	require.Contains(t, out, "SUCCESS: 6 rules found")
+	require.Contains(t, out, "SUCCESS: 8 rules found")
 	out = promtool(t, filepath.Join(ct.RepoRoot(t), "test", "alerts", "testdata"), "test", "rules", "default.test.yaml")
 	require.Contains(t, out, "SUCCESS")
 }
@@ -155,7 +156,7 @@ func TestCustomRules(t *testing.T) {
 	test, err := os.ReadFile(filepath.Join(testdata, "custom.test.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "custom.test.yaml"), test, 0o644))
-	require.Contains(t, promtool(t, dir, "check", "rules", "rules.yaml"), "SUCCESS: 5 rules found")
+	require.Contains(t, promtool(t, dir, "check", "rules", "rules.yaml"), "SUCCESS: 7 rules found")
 	require.Contains(t, promtool(t, dir, "test", "rules", "custom.test.yaml"), "SUCCESS")
 }
 

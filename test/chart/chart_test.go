@@ -109,7 +109,8 @@ var agentFlags = []string{
 	"drain-grace-period", "drain-pod-selector", "drain-retry-backoff", "reboot-after-drain-timeout",
 	"reboot-days", "start-time", "end-time", "time-zone", "metrics-address", "log-format",
 	"dry-run", "host-root", "host-exec", "dbus-address", "patch", "patch-interval",
-	"patch-timeout", "patch-exclude", "patch-under-lock", "output-dir",
+	"patch-timeout", "patch-exclude", "patch-under-lock", "output-dir", "min-reboot-interval",
+	"max-repeated-reboots",
 }
 
 // agentArgs returns the agent container's flags as name → value, failing on a
@@ -152,7 +153,8 @@ func TestEveryAgentFlagComesFromAValue(t *testing.T) {
 		"lock-name": "nodepatch-lock", "concurrency": "1", "period": "1m", "lock-ttl": "0s",
 		"sentinel-file": "/host/run/reboot-required", "sentinel-command": "",
 		"boot-id-file": "/proc/sys/kernel/random/boot_id", "reboot-method": "systemd",
-		"reboot-command": "", "reboot-timeout": "10m", "drain-timeout": "10m",
+		"reboot-command": "", "reboot-timeout": "10m", "min-reboot-interval": "1h", "max-repeated-reboots": "3",
+		"drain-timeout":      "10m",
 		"drain-grace-period": "-1", "drain-pod-selector": "", "drain-retry-backoff": "1m",
 		"reboot-after-drain-timeout": "false", "reboot-days": "mon,tue,wed,thu,fri,sat,sun",
 		"start-time": "00:00", "end-time": "24:00", "time-zone": "UTC", "metrics-address": ":8080",
@@ -173,6 +175,7 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"--set", "agent.sentinel.command=test -e /run/x",
 		"--set", "agent.reboot.method=command", "--set", "agent.reboot.command=shutdown -r now",
 		"--set", "agent.reboot.timeout=20m", "--set", "agent.reboot.afterDrainTimeout=true",
+		"--set", "agent.reboot.minInterval=3h", "--set", "agent.reboot.maxRepeated=5",
 		"--set", "agent.window.days={mon,fri}", "--set", "agent.window.startTime=22:00",
 		"--set", "agent.window.endTime=23:59", "--set", "agent.window.timeZone=America/New_York",
 		"--set", "agent.drain.timeout=5m", "--set", "agent.drain.gracePeriod=30",
@@ -189,7 +192,8 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"lock-name": "np", "concurrency": "4", "period": "30s", "lock-ttl": "2h",
 		"sentinel-file": "/hr/needs-reboot", "sentinel-command": "test -e /run/x",
 		"boot-id-file": "/proc/x", "reboot-method": "command", "reboot-command": "shutdown -r now",
-		"reboot-timeout": "20m", "drain-timeout": "5m", "drain-grace-period": "30",
+		"reboot-timeout": "20m", "min-reboot-interval": "3h", "max-repeated-reboots": "5",
+		"drain-timeout": "5m", "drain-grace-period": "30",
 		"drain-pod-selector": "app!=db", "drain-retry-backoff": "2m",
 		"reboot-after-drain-timeout": "true", "reboot-days": "mon,fri", "start-time": "22:00",
 		"end-time": "23:59", "time-zone": "America/New_York", "metrics-address": ":9090",
@@ -207,6 +211,8 @@ func TestDownwardAPI(t *testing.T) {
 	require.Equal(t, []any{
 		map[string]any{"name": "NODE_NAME", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "spec.nodeName"}}},
 		map[string]any{"name": "POD_NAMESPACE", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "metadata.namespace"}}},
+		map[string]any{"name": "NODEPATCH_CONFIG_GENERATION", "valueFrom": map[string]any{"fieldRef": map[string]any{
+			"fieldPath": "metadata.labels['pod-template-generation']"}}},
 	}, env)
 }
 

@@ -94,7 +94,7 @@ func TestChartCoversEveryAgentFlag(t *testing.T) {
 	}
 	require.NotEmpty(t, binary, "no flags in:\n%s", help)
 	// Set by the pod's environment (downward API) or in-cluster config instead.
-	notFromValues := []string{"node-name", "namespace", "kubeconfig", "help"}
+	notFromValues := []string{"node-name", "namespace", "kubeconfig", "help", "config-generation"}
 	for _, name := range binary {
 		if slices.Contains(notFromValues, name) {
 			continue

@@ -127,4 +127,36 @@ groups:
           runbook_url: {{ printf "%s#nodepatchagentdown" $runbook | quote }}
       {{- end }}
       {{- end }}
+      {{- with $al.rebootLoop }}
+      {{- if .enabled }}
+      - alert: NodepatchRebootLoop
+        expr: max by (node, reason) (nodepatch_reboot_blocked{ {{- $sel -}} , reason=~"recent-reboot|reboot-loop"}) == 1
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "Node {{`{{ $labels.node }}`}} still asks for a reboot right after one ({{`{{ $labels.reason }}`}})."
+          description: "The host behind node {{`{{ $labels.node }}`}} still reported that it needs a reboot on the first look after a verified reboot: the reboot does not clear the need (a sentinel on persistent storage, a bootloader booting the old kernel, a command that always says yes). recent-reboot: the next reboot waits --min-reboot-interval; reboot-loop: it is held until an operator looks."
+          runbook_url: {{ printf "%s#nodepatchrebootloop" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.bootIDMismatch }}
+      {{- if .enabled }}
+      - alert: NodepatchBootIDMismatch
+        expr: max by (node, host_boot_id, kubelet_boot_id) (nodepatch_boot_id_mismatch{ {{- $sel -}} }) == 1
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "The nodepatch agent on node {{ $labels.node }} reads a boot id the kubelet does not report, for %s." .for | quote }}
+          description: "The agent on node {{`{{ $labels.node }}`}} reads boot id {{`{{ $labels.host_boot_id }}`}} while the kubelet reports {{`{{ $labels.kubelet_boot_id }}`}}. It cannot tell whether the node rebooted, so it does nothing on this node: no patch, no cycle, no uncordon."
+          runbook_url: {{ printf "%s#nodepatchbootidmismatch" $runbook | quote }}
+      {{- end }}
+      {{- end }}
 {{- end }}
