@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN     := _output/bin
 LDFLAGS := -s -w -X github.com/nodepatch/nodepatch/pkg/version.Version=$(VERSION)
 
-.PHONY: all build demo test unit e2e bench fuzz lint tools deps image manifests clean
+.PHONY: all build demo test unit e2e chaos bench fuzz lint tools deps image manifests clean
 
 all: build
 
@@ -32,6 +32,11 @@ unit:
 
 e2e: tools
 	$(GO) test -count=1 -timeout 30m -v ./test/e2e/...
+
+# Seeded chaos runs (test/chaos): SEEDS=N runs seeds 1..N; SEED=S replays one.
+SEEDS ?= 20
+chaos: tools
+	$(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./test/chaos -args $(if $(SEED),-seed=$(SEED),-seeds=$(SEEDS))
 
 # Benchmarks: a 12-node rollout (ratio to the ideal time) and the hot paths.
 bench: tools

@@ -67,7 +67,8 @@ type ControlPlane struct {
 	pki     *pkiFiles
 	ownsDir bool
 	procs   []*Process // in start order
-	// apiserverArgs are kept for RestartAPIServer.
+	// etcdArgs and apiserverArgs are kept for RestartEtcd and RestartAPIServer.
+	etcdArgs      []string
 	apiserverArgs []string
 	stopOnce      sync.Once
 	stopErr       error
@@ -189,6 +190,7 @@ func (cp *ControlPlane) startEtcd() (string, error) {
 		// A throwaway store: skipping fsync spares the shared disk.
 		"--unsafe-no-fsync=true",
 	}
+	cp.etcdArgs = args
 	return clientURL, cp.startComponent("etcd", args, nil)
 }
 
@@ -228,24 +230,36 @@ func (cp *ControlPlane) startAPIServer(etcdURL string, extra []string) error {
 // again on the same port and etcd, as an upgrade or a crash of the API server
 // would. It returns once /readyz answers again.
 func (cp *ControlPlane) RestartAPIServer(ctx context.Context, down time.Duration) error {
-	i := slices.IndexFunc(cp.procs, func(p *Process) bool { return p.Name() == "kube-apiserver" })
+	return cp.restartComponent(ctx, "kube-apiserver", cp.apiserverArgs, down)
+}
+
+// RestartEtcd stops etcd, keeps it down for down, and starts it again on the
+// same ports and data, as a crash or an upgrade of the store would. It returns
+// once kube-apiserver's /readyz (which checks etcd) answers again.
+func (cp *ControlPlane) RestartEtcd(ctx context.Context, down time.Duration) error {
+	return cp.restartComponent(ctx, "etcd", cp.etcdArgs, down)
+}
+
+// restartComponent stops the named component, waits down, starts it with the
+// same arguments and waits until the API server is ready again.
+func (cp *ControlPlane) restartComponent(ctx context.Context, name string, args []string, down time.Duration) error {
+	i := slices.IndexFunc(cp.procs, func(p *Process) bool { return p.Name() == name })
 	if i < 0 {
-		return errors.New("restart kube-apiserver: it is not running")
+		return fmt.Errorf("restart %s: it is not running", name)
 	}
 	if err := cp.procs[i].Stop(10 * time.Second); err != nil {
-		return fmt.Errorf("stop kube-apiserver: %w", err)
+		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(down): // the outage being simulated
 	}
-	path, err := ToolPath(cp.binDir, "kube-apiserver")
+	path, err := ToolPath(cp.binDir, name)
 	if err != nil {
 		return err
 	}
-	proc, err := StartProcess(ProcessSpec{Name: "kube-apiserver", Path: path, Args: cp.apiserverArgs,
-		LogPath: cp.path("kube-apiserver.log")})
+	proc, err := StartProcess(ProcessSpec{Name: name, Path: path, Args: args, LogPath: cp.path(name + ".log")})
 	if err != nil {
 		return err
 	}

@@ -15,32 +15,67 @@ import (
 func (s *Supervisor) StartAgent(name string) error {
 	var proc *harness.Process
 	err := s.withNode(name, func(n *simNode) error {
-		if n.agent != nil {
-			if exited, _ := n.agent.Exited(); !exited {
-				return fmt.Errorf("start agent of %s: already running (pid %d)", name, n.agent.PID())
-			}
-		}
-		p, err := harness.StartProcess(harness.ProcessSpec{
-			Name:    "nodepatch agent " + name,
-			Path:    s.opts.Binary,
-			Args:    s.agentArgs(name, n),
-			LogPath: s.AgentLogPath(name),
-			Env:     agentEnv(),
-		})
-		if err != nil {
-			return err
-		}
-		n.agent, n.killed, proc = p, false, p
-		n.starts++
-		return nil
+		var err error
+		proc, err = s.startLocked(name, n)
+		return err
 	})
 	if err != nil {
 		return err
 	}
+	s.started(name, proc)
+	return nil
+}
+
+// StartAgentIfUp starts the node's agent unless it runs already or its host
+// is rebooting (the reboot starts it): what a DaemonSet does after a crash.
+// It reports whether it started one.
+func (s *Supervisor) StartAgentIfUp(name string) (bool, error) {
+	var proc *harness.Process
+	err := s.withNode(name, func(n *simNode) error {
+		if n.rebooting || (n.agent != nil && !exitedProc(n.agent)) {
+			return nil
+		}
+		var err error
+		proc, err = s.startLocked(name, n)
+		return err
+	})
+	if err != nil || proc == nil {
+		return false, err
+	}
+	s.started(name, proc)
+	return true, nil
+}
+
+// startLocked starts the agent process; s.mu held.
+func (s *Supervisor) startLocked(name string, n *simNode) (*harness.Process, error) {
+	if n.agent != nil && !exitedProc(n.agent) {
+		return nil, fmt.Errorf("start agent of %s: already running (pid %d)", name, n.agent.PID())
+	}
+	p, err := harness.StartProcess(harness.ProcessSpec{
+		Name:    "nodepatch agent " + name,
+		Path:    s.opts.Binary,
+		Args:    s.agentArgs(name, n),
+		LogPath: s.AgentLogPath(name),
+		Env:     agentEnv(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.agent, n.killed = p, false
+	n.starts++
+	return p, nil
+}
+
+// started logs a new agent run and watches for its exit; s.mu not held.
+func (s *Supervisor) started(name string, proc *harness.Process) {
 	s.logf("%s: agent started (pid %d)", name, proc.PID())
 	s.exits.Add(1)
 	go s.watchExit(name, proc)
-	return nil
+}
+
+func exitedProc(p *harness.Process) bool {
+	exited, _ := p.Exited()
+	return exited
 }
 
 // SetAgentFlags replaces the node's own extra flags (Options.NodeFlags);

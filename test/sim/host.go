@@ -73,10 +73,24 @@ func (h *Host) BootID() (string, error) {
 	return strings.TrimSpace(string(data)), nil
 }
 
-// boot does what a reboot does to the disk: the sentinel (on /run) and the
-// request are gone and the kernel has a new boot id, which it returns.
-func (h *Host) boot() (string, error) {
-	for _, path := range []string{h.SentinelPath(), h.RebootRequestPath()} {
+// ClearRebootRequired removes the sentinel, as an operator who fixed the
+// cause of a need that survived reboots does.
+func (h *Host) ClearRebootRequired() error {
+	if err := removeIfExists(h.SentinelPath()); err != nil {
+		return fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// boot does what a reboot does to the disk: the request is gone, the
+// sentinel too (it lives on /run) unless keepSentinel (a need that survives
+// reboots), and the kernel has a new boot id, which it returns.
+func (h *Host) boot(keepSentinel bool) (string, error) {
+	paths := []string{h.RebootRequestPath()}
+	if !keepSentinel {
+		paths = append(paths, h.SentinelPath())
+	}
+	for _, path := range paths {
 		if err := removeIfExists(path); err != nil {
 			return "", fmt.Errorf("host %s: %w", h.Name, err)
 		}

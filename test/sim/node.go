@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -81,19 +83,21 @@ func removeNotReadyTaint(ctx context.Context, client kubernetes.Interface, name 
 }
 
 // WaitNodeReady waits until the node's Ready condition is True (ready) or
-// anything else (not ready).
+// anything else (not ready). Errors reading the Node (an API server that is
+// restarting) are retried until the deadline.
 func WaitNodeReady(ctx context.Context, client kubernetes.Interface, name string, ready bool) error {
 	var last string
+	var lastErr error
 	err := pollNode(ctx, func() (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
+		if lastErr = err; err != nil {
+			return false, nil
 		}
 		last = readyStatus(node)
 		return (last == string(corev1.ConditionTrue)) == ready, nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for node %s ready=%t (Ready condition %q): %w", name, ready, last, err)
+		return fmt.Errorf("wait for node %s ready=%t (Ready condition %q, last error %v): %w", name, ready, last, lastErr, err)
 	}
 	return nil
 }
@@ -145,11 +149,60 @@ func SetBootID(ctx context.Context, client kubernetes.Interface, name, bootID st
 	return nil
 }
 
+// patchNode merge-patches the Node, retrying until the deadline while the
+// API server cannot be reached: hardware does not give up on a reboot
+// because the control plane restarts.
 func patchNode(ctx context.Context, client kubernetes.Interface, name string, patch map[string]any, subresources ...string) error {
 	data, err := json.Marshal(patch)
 	if err != nil {
 		return fmt.Errorf("encode patch: %w", err)
 	}
-	_, err = client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}, subresources...)
+	var lastErr error
+	err = pollNode(ctx, func() (bool, error) {
+		_, lastErr = client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{}, subresources...)
+		if lastErr != nil && !apierrors.IsNotFound(lastErr) && !apierrors.IsInvalid(lastErr) {
+			return false, nil
+		}
+		return true, lastErr
+	})
+	if lastErr != nil {
+		return lastErr
+	}
 	return err
+}
+
+// ReregisterNode deletes the node's Node object and registers it again, Ready
+// and with the host's current boot id but none of the old annotations, taints
+// or cordon, as a kubelet does when its Node was deleted under it. A reboot
+// under way finishes first, and none starts until the Node is back.
+func (s *Supervisor) ReregisterNode(ctx context.Context, name string) error {
+	var hardware *sync.Mutex
+	var host *Host
+	if err := s.withNode(name, func(n *simNode) error { hardware, host = n.hardware, n.host; return nil }); err != nil {
+		return err
+	}
+	hardware.Lock()
+	defer hardware.Unlock()
+	if err := s.client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("re-register node %s: delete: %w", name, err)
+	}
+	err := pollNode(ctx, func() (bool, error) {
+		_, err := s.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+	if err != nil {
+		return fmt.Errorf("re-register node %s: wait for the deletion: %w", name, err)
+	}
+	bootID, err := host.BootID()
+	if err != nil {
+		return err
+	}
+	if _, err := CreateNode(ctx, s.client, name, nil, bootID); err != nil {
+		return fmt.Errorf("re-register node %s: %w", name, err)
+	}
+	s.logf("%s: node deleted and registered again, boot id %s", name, bootID)
+	return nil
 }

@@ -3,7 +3,10 @@ package sim
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
+
+	"github.com/nodepatch/nodepatch/test/harness"
 )
 
 // watchHost polls the host's reboot request every 50ms (it stands for the
@@ -29,6 +32,9 @@ func (s *Supervisor) watchHost(name string) {
 }
 
 func (s *Supervisor) handleRebootRequest(name string, host *Host) error {
+	if s.opts.OnRebootRequest != nil {
+		s.opts.OnRebootRequest(name)
+	}
 	fail := false
 	_ = s.withNode(name, func(n *simNode) error {
 		fail = n.failReboot
@@ -49,6 +55,16 @@ func (s *Supervisor) handleRebootRequest(name string, host *Host) error {
 // (and without the sentinel, which lives on /run), the kubelet reports the
 // new boot id and turns Ready, and the DaemonSet starts the agent again.
 func (s *Supervisor) reboot(name string, host *Host) error {
+	var hardware *sync.Mutex
+	keepSentinel := false
+	_ = s.withNode(name, func(n *simNode) error {
+		hardware, n.rebooting, keepSentinel = n.hardware, true, n.persistentNeed
+		return nil
+	})
+	hardware.Lock()
+	defer hardware.Unlock()
+	// On an error the host stays down, but a crash restart may start the agent.
+	defer func() { _ = s.withNode(name, func(n *simNode) error { n.rebooting = false; return nil }) }()
 	s.logf("%s: reboot requested; rebooting", name)
 	// The host is down from the request on: RebootDuration counts from here,
 	// not from when kwok gets round to reporting the Node NotReady.
@@ -56,7 +72,7 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	if err := s.KillAgent(name); err != nil {
 		return err
 	}
-	bootID, err := host.boot()
+	bootID, err := host.boot(keepSentinel)
 	if err != nil {
 		return err
 	}
@@ -69,9 +85,20 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	if err := s.comeUp(name, bootID); err != nil {
 		return err
 	}
-	_ = s.withNode(name, func(n *simNode) error { n.reboots++; return nil })
+	var proc *harness.Process
+	err = s.withNode(name, func(n *simNode) error {
+		n.reboots++
+		n.rebooting = false
+		var err error
+		proc, err = s.startLocked(name, n)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	s.logf("%s: rebooted, boot id %s", name, bootID)
-	return s.StartAgent(name)
+	s.started(name, proc)
+	return nil
 }
 
 // goDown marks the Node down and waits until kwok reports it NotReady.

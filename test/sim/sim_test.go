@@ -26,12 +26,55 @@ func TestSimulation(t *testing.T) {
 	t.Run("node goes down and comes back with a new boot id", func(t *testing.T) {
 		testNodeDownAndUp(t, cp.Client)
 	})
+	// Before the next subtests leave nodes out of service.
+	t.Run("watcher reports broken invariants", func(t *testing.T) {
+		testWatcherInvariants(t, cp.Client)
+	})
 	t.Run("watcher keeps peaks and counts reboots", func(t *testing.T) {
 		testWatcher(t, cp.Client)
 	})
 	t.Run("supervisor reboots hosts when asked", func(t *testing.T) {
 		testSupervisor(t, cp)
 	})
+}
+
+func testWatcherInvariants(t *testing.T, client kubernetes.Interface) {
+	ctx := t.Context()
+	ns := createNamespace(t, client, "invariants")
+	w, err := sim.StartWatcher(ctx, client, ns)
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+	for _, name := range []string{"inv-a", "inv-b"} {
+		_, err := sim.CreateNode(ctx, client, name, nil, name+"-boot")
+		require.NoError(t, err)
+	}
+	w.SetLimit(1)
+	createLease(t, client, ns, "nodepatch-lock-0", "inv-a")
+	createLease(t, client, ns, "nodepatch-lock-1", "ghost") // not a Node: a free slot
+	require.NoError(t, w.WaitFor(ctx, func() bool { return w.HolderOf("ghost") }))
+	require.Empty(t, w.Violations(), "a holder that is no Node does not count")
+
+	require.NoError(t, w.CheckRebootRequest(ctx, "inv-a"))
+	require.Empty(t, w.Violations(), "inv-a holds a slot")
+	require.NoError(t, w.CheckRebootRequest(ctx, "inv-b"))
+	require.Len(t, w.Violations(), 1)
+	require.Contains(t, w.Violations()[0].What, "inv-b asked for a reboot")
+
+	updateNode(t, client, "inv-b", func(n *corev1.Node) { n.Spec.Unschedulable = true })
+	require.NoError(t, w.ProtectCordon(ctx, "inv-b"))
+	updateNode(t, client, "inv-b", func(n *corev1.Node) { n.Spec.Unschedulable = false })
+	require.NoError(t, w.WaitFor(ctx, func() bool { return len(w.Violations()) == 2 }))
+	require.Contains(t, w.Violations()[1].What, "the operator's cordon on inv-b was lifted")
+	setLeaseHolder(t, client, ns, "nodepatch-lock-1", "inv-b")
+	require.NoError(t, w.WaitFor(ctx, func() bool { return len(w.Violations()) == 3 }))
+	require.Contains(t, w.Violations()[2].What, "2 slot holders [inv-a inv-b] over the limit 1")
+
+	w.SetLimit(2)
+	setLeaseHolder(t, client, ns, "nodepatch-lock-1", "")
+	w.SetLimit(1)
+	setLeaseHolder(t, client, ns, "nodepatch-lock-1", "inv-b")
+	require.NoError(t, w.WaitFor(ctx, func() bool { return w.HolderOf("inv-b") }))
+	require.Len(t, w.Violations(), 3, "the same breach is reported once")
 }
 
 func testNodeDownAndUp(t *testing.T, client kubernetes.Interface) {

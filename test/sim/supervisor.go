@@ -36,6 +36,10 @@ type Options struct {
 	ExtraFlags []string
 	// NodeFlags are appended after ExtraFlags for the named node only.
 	NodeFlags map[string][]string
+	// OnRebootRequest, when set, is called as soon as a host sees a reboot
+	// request, before it obeys or ignores it: the moment to ask the API server
+	// whether the node holds a slot (Watcher.CheckRebootRequest).
+	OnRebootRequest func(node string)
 	// Log receives the supervisor's events (also in Dir/supervisor.log).
 	Log io.Writer
 }
@@ -91,6 +95,14 @@ type simNode struct {
 	ignored    int
 	failReboot bool
 	extraFlags []string
+	// persistentNeed keeps the sentinel across reboots (SetPersistentNeed).
+	persistentNeed bool
+	// rebooting is set while the supervisor plays a reboot: the agent is down
+	// with its host and only the reboot starts it again.
+	rebooting bool
+	// hardware is held while the host reboots or re-registers its Node, so
+	// that the two never interleave.
+	hardware *sync.Mutex
 }
 
 // NewSupervisor checks opts and creates opts.Dir. Add hosts with AddNode.
@@ -132,7 +144,8 @@ func (s *Supervisor) AddNode(ctx context.Context, name string, labels map[string
 		s.mu.Unlock()
 		return nil, fmt.Errorf("add node %s: already added", name)
 	}
-	s.nodes[name] = &simNode{host: host, failReboot: s.opts.FailReboot, extraFlags: s.opts.NodeFlags[name]}
+	s.nodes[name] = &simNode{host: host, failReboot: s.opts.FailReboot, extraFlags: s.opts.NodeFlags[name],
+		hardware: &sync.Mutex{}}
 	s.mu.Unlock()
 	if _, err := CreateNode(ctx, s.client, name, labels, bootID); err != nil {
 		s.mu.Lock()
@@ -185,6 +198,16 @@ func (s *Supervisor) AgentLog(name string) (string, error) {
 func (s *Supervisor) SetFailReboot(name string, fail bool) error {
 	return s.withNode(name, func(n *simNode) error {
 		n.failReboot = fail
+		return nil
+	})
+}
+
+// SetPersistentNeed makes the node's need for a reboot survive its reboots
+// (persist=true), as a sentinel on persistent storage or a bootloader that
+// boots the old kernel does, or lets reboots clear it again.
+func (s *Supervisor) SetPersistentNeed(name string, persist bool) error {
+	return s.withNode(name, func(n *simNode) error {
+		n.persistentNeed = persist
 		return nil
 	})
 }

@@ -22,6 +22,13 @@ const (
 	LockLabel           = "nodepatch.io/lock"
 	RebootingTaint      = "nodepatch.io/rebooting"
 	CordonedAnnotation  = "nodepatch.io/cordoned-by-nodepatch"
+	PhaseAnnotation     = "nodepatch.io/phase"
+	ForceAnnotation     = "nodepatch.io/force-reboot"
+	BlockAnnotation     = "nodepatch.io/block-reboot"
+	PauseAnnotation     = "nodepatch.io/pause"
+	RepeatedAnnotation  = "nodepatch.io/repeated-reboots"
+	LimitAnnotation     = "nodepatch.io/limit"
+	LimitGenAnnotation  = "nodepatch.io/limit-generation"
 	DefaultWaitDeadline = 2 * time.Minute
 )
 
@@ -30,8 +37,10 @@ const (
 // at once, and nodes taken out of service at once. It updates its own state
 // from each event in order, so a short-lived peak is not missed.
 type Watcher struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+	client    kubernetes.Interface
+	namespace string
 
 	mu          sync.Mutex
 	holders     map[string]string // lock Lease name -> holderIdentity
@@ -40,6 +49,7 @@ type Watcher struct {
 	completions map[string]int    // node name -> boot id changes seen
 	maxHolders  int
 	maxCordoned int
+	inv         invariants
 }
 
 // StartWatcher starts informers on all Nodes and on the lock Leases in
@@ -47,9 +57,10 @@ type Watcher struct {
 func StartWatcher(ctx context.Context, client kubernetes.Interface, namespace string) (*Watcher, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
-		cancel: cancel, done: make(chan struct{}),
+		cancel: cancel, done: make(chan struct{}), client: client, namespace: namespace,
 		holders: map[string]string{}, cordoned: map[string]bool{},
 		bootIDs: map[string]string{}, completions: map[string]int{},
+		inv: newInvariants(),
 	}
 	nodes := informers.NewSharedInformerFactory(client, 0)
 	leases := informers.NewSharedInformerFactoryWithOptions(client, 0,
@@ -116,11 +127,16 @@ func (w *Watcher) onNode(obj any, deleted bool) {
 	defer w.mu.Unlock()
 	if deleted {
 		delete(w.cordoned, node.Name)
+		delete(w.inv.nodes, node.Name)
+		w.checkBounds()
 		return
 	}
 	w.cordoned[node.Name] = outOfService(node)
 	w.maxCordoned = max(w.maxCordoned, countTrue(w.cordoned))
 	w.noteBootID(node.Name, node.Status.NodeInfo.BootID)
+	w.inv.nodes[node.Name] = node
+	w.checkNode(node)
+	w.checkBounds()
 }
 
 // noteBootID counts a completed reboot when a node's boot id changes.
@@ -148,10 +164,12 @@ func (w *Watcher) onLease(obj any, deleted bool) {
 	}
 	if deleted || holder == "" {
 		delete(w.holders, lease.Name)
+		w.checkBounds()
 		return
 	}
 	w.holders[lease.Name] = holder
 	w.maxHolders = max(w.maxHolders, len(w.distinctHolders()))
+	w.checkBounds()
 }
 
 func unwrapTombstone(obj any) any {

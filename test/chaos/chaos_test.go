@@ -1,0 +1,89 @@
+package chaos
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/nodepatch/nodepatch/test/harness"
+)
+
+var (
+	seedFlag  = flag.Uint64("seed", 0, "run this one seed (make chaos SEED=N)")
+	seedsFlag = flag.Int("seeds", 0, "run seeds 1..N (make chaos SEEDS=N); 0 runs the make-test sample and the regressions")
+	keepFlag  = flag.Bool("keep", false, "keep every run's folder, not only the failed ones'")
+	binFlag   = flag.String("binary", "", "run this nodepatch binary instead of building ./cmd/nodepatch (to replay a seed against a given build)")
+)
+
+// sampleSeeds are the seeds `make test` runs: together they draw every kind
+// of fault at least once.
+var sampleSeeds = []uint64{1, 2, 3}
+
+// regressionSeeds found bugs in the agent; `make test` runs them once the
+// fix has landed. Each names the bug.
+var regressionSeeds = []struct {
+	seed uint64
+	bug  string
+}{}
+
+// TestChaos runs the seeds the flags name, else the sample and the
+// regression seeds. A failing seed prints the command that replays it.
+func TestChaos(t *testing.T) {
+	seeds := sampleSeeds
+	for _, r := range regressionSeeds {
+		seeds = append(seeds, r.seed)
+	}
+	switch {
+	case *seedFlag != 0:
+		seeds = []uint64{*seedFlag}
+	case *seedsFlag > 0:
+		seeds = nil
+		for s := range *seedsFlag {
+			seeds = append(seeds, uint64(s+1))
+		}
+	}
+	env := Env{BinDir: harness.EnsureToolsT(t), Binary: *binFlag, KeepDir: *keepFlag}
+	if env.Binary == "" {
+		env.Binary = harness.BuildNodepatchT(t)
+	}
+	var totals Totals
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			res, err := Run(t.Context(), env, seed)
+			totals.Add(res, err != nil)
+			report(t, res, err)
+		})
+	}
+	// The line to quote, on stdout so that `make chaos` shows it as is.
+	fmt.Fprintln(os.Stdout, totals.Summary())
+	fmt.Fprintln(os.Stdout, totals.Breakdown())
+}
+
+func report(t *testing.T, res Result, err error) {
+	t.Helper()
+	t.Log(res.Line())
+	for _, h := range res.Halts {
+		t.Logf("halted: %s", h)
+	}
+	if err == nil && len(res.Violations) == 0 {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s", res.Schedule)
+	if err != nil {
+		fmt.Fprintf(&b, "the harness failed: %v\n", err)
+	}
+	for _, v := range res.Violations {
+		fmt.Fprintf(&b, "VIOLATION %s\n", v)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	if res.Dir != "" {
+		fmt.Fprintf(&b, "logs kept in %s (chaos.log, hosts/<node>/agent.log, cp/)\n", res.Dir)
+	}
+	fmt.Fprintf(&b, "replay: %s", ReplayCommand(res.Seed))
+	t.Error(b.String())
+}
