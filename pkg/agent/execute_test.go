@@ -14,9 +14,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
-	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/record"
 
 	dto "github.com/prometheus/client_model/go"
@@ -87,7 +85,7 @@ func (w *world) agent() *Agent {
 	sem := w.lock
 	if sem == nil {
 		real, err := lock.New(lock.Config{Name: "nodepatch-lock", Namespace: testNS, Slots: 1, Identity: testNode},
-			w.client.CoordinationV1().Leases(testNS), liveLeases{w.client.CoordinationV1().Leases(testNS)}, w.clock)
+			w.client.CoordinationV1().Leases(testNS), lock.APILister{Leases: w.client.CoordinationV1().Leases(testNS)}, w.clock)
 		require.NoError(w.t, err)
 		sem = real
 	}
@@ -189,25 +187,6 @@ func (ww *worldWriter) Drain(ctx context.Context, opts nodeops.DrainOptions) err
 
 func (ww *worldWriter) PodsToEvict(ctx context.Context, opts nodeops.DrainOptions) ([]string, error) {
 	return ww.real.PodsToEvict(ctx, opts)
-}
-
-// liveLeases is a lease lister that reads the fake API directly.
-type liveLeases struct{ c coordclient.LeaseInterface }
-
-func (l liveLeases) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
-	list, err := l.c.List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*coordinationv1.Lease, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out, nil
-}
-
-func (l liveLeases) Get(name string) (*coordinationv1.Lease, error) {
-	return l.c.Get(context.Background(), name, metav1.GetOptions{})
 }
 
 type fakeHost struct {

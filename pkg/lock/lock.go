@@ -593,3 +593,28 @@ func (snap Snapshot) Describe() string {
 	}
 	return "held by " + strings.Join(parts, ", ")
 }
+
+// APILister reads the lock's Leases straight from the API server, as a lister
+// with no cache: for one-shot commands and tests, where an informer would only
+// add start-up time. An agent uses an informer's lister.
+type APILister struct {
+	Leases coordclient.LeaseInterface
+}
+
+// List implements the lister's List.
+func (l APILister) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
+	list, err := l.Leases.List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*coordinationv1.Lease, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// Get implements the lister's Get.
+func (l APILister) Get(name string) (*coordinationv1.Lease, error) {
+	return l.Leases.Get(context.Background(), name, metav1.GetOptions{})
+}

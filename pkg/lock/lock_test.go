@@ -12,10 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
-	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -24,24 +22,6 @@ import (
 // test/lockrace.
 
 const ns = "nodepatch"
-
-type liveLister struct{ c coordclient.LeaseInterface }
-
-func (l liveLister) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
-	list, err := l.c.List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*coordinationv1.Lease, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out, nil
-}
-
-func (l liveLister) Get(name string) (*coordinationv1.Lease, error) {
-	return l.c.Get(context.Background(), name, metav1.GetOptions{})
-}
 
 // clock is a monotonic clock the test moves.
 type clock struct {
@@ -76,7 +56,7 @@ func newSem(t *testing.T, client *fake.Clientset, cfg Config, now func() time.Ti
 	if now == nil {
 		now = time.Now
 	}
-	s, err := New(cfg, client.CoordinationV1().Leases(ns), liveLister{client.CoordinationV1().Leases(ns)}, now)
+	s, err := New(cfg, client.CoordinationV1().Leases(ns), APILister{Leases: client.CoordinationV1().Leases(ns)}, now)
 	require.NoError(t, err)
 	c := &clock{base: time.Now()}
 	s.mono = c.now
