@@ -283,7 +283,8 @@ func aboutToReboot(o Observation) bool {
 	case state.PhaseDraining:
 		return st.Drained
 	case state.PhaseRebooting:
-		return !o.rebooted()
+		waiting := !st.RebootRequestedAt.IsZero() && o.Now.Before(st.RebootRequestedAt.Add(o.Limits.RebootTimeout))
+		return !o.rebooted() && (!waiting || o.Host.RebootRefused != "")
 	}
 	return false
 }

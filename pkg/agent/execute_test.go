@@ -190,16 +190,17 @@ func (ww *worldWriter) PodsToEvict(ctx context.Context, opts nodeops.DrainOption
 }
 
 type fakeHost struct {
-	required bool
-	bootID   string
-	busy     string
+	required  bool
+	bootID    string
+	busy      string
+	busyAsked int
 }
 
 func (h *fakeHost) RebootRequired(context.Context) (host.RebootCheck, error) {
 	return host.RebootCheck{Required: h.required, Reasons: []string{"sentinel"}}, nil
 }
 func (h *fakeHost) BootID(context.Context) (string, error) { return h.bootID, nil }
-func (h *fakeHost) Busy(context.Context) (string, error)   { return h.busy, nil }
+func (h *fakeHost) Busy(context.Context) (string, error)   { h.busyAsked++; return h.busy, nil }
 
 type countingRebooter struct {
 	calls  int
@@ -478,4 +479,25 @@ func TestOperatorCordonSurvivesTheCycle(t *testing.T) {
 	w.agent().reconcile(context.Background())
 	require.True(t, w.node().Spec.Unschedulable, "nodepatch lifted an operator's cordon")
 	require.False(t, nodeops.HasTaint(w.node()))
+}
+
+// TestHostAskedWhetherBusyOnlyBeforeAReboot: the busy check runs a command on
+// the host, so it is made only when the next step may be the reboot.
+func TestHostAskedWhetherBusyOnlyBeforeAReboot(t *testing.T) {
+	asked := time.Now().Add(-10 * time.Second)
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-a", CordonedByUs: true,
+		CycleStarted: asked, RebootRequestedAt: asked, RebootAttempts: 1})
+	w.holdSlot()
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.host.busyAsked, "asked while waiting for a reboot already requested")
+
+	w = newWorld(t, state.Node{})
+	w.host.required = false
+	w.agent().reconcile(context.Background())
+	require.Zero(t, w.host.busyAsked, "asked on an idle node")
+
+	w = newWorld(t, drainedState())
+	w.holdSlot()
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.host.busyAsked)
 }
