@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,6 +106,9 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	trigger chan struct{}
+	// hostChanged: a watch saw the host's reboot signal change; ask it now
+	// rather than at the next period.
+	hostChanged atomic.Bool
 
 	host          HostView
 	nextHostCheck time.Time
@@ -151,6 +155,13 @@ func (a *Agent) Trigger() {
 	case a.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// HostChanged asks the agent to ask the host again at once (a watch of the
+// sentinel saw it change). It never blocks.
+func (a *Agent) HostChanged() {
+	a.hostChanged.Store(true)
+	a.Trigger()
 }
 
 // Run reconciles until ctx ends: on every trigger, when the step's deadline comes,
@@ -345,7 +356,7 @@ func (a *Agent) refreshHost(ctx context.Context, now time.Time) error {
 		a.bootID = bootID
 	}
 	a.host.BootID = a.bootID
-	if now.Before(a.nextHostCheck) {
+	if now.Before(a.nextHostCheck) && !a.hostChanged.Swap(false) {
 		return nil
 	}
 	a.nextHostCheck = now.Add(jitter(a.cfg.Period))

@@ -501,3 +501,19 @@ func TestHostAskedWhetherBusyOnlyBeforeAReboot(t *testing.T) {
 	w.agent().reconcile(context.Background())
 	require.Equal(t, 1, w.host.busyAsked)
 }
+
+// TestHostChangeIsSeenBeforeThePeriod: a watch's word that the sentinel
+// changed makes the agent ask the host at once, not a period later.
+func TestHostChangeIsSeenBeforeThePeriod(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.host.required = false
+	a := w.agent()
+	a.reconcile(context.Background())
+	w.host.required = true
+	a.reconcile(context.Background())
+	require.False(t, w.slotHeld(), "asked the host again before the period without being told")
+
+	a.HostChanged()
+	a.reconcile(context.Background())
+	require.True(t, nodeops.HasTaint(w.node()), "the change was not looked at")
+}

@@ -76,6 +76,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if kindErr != nil {
 		log.Info("no supported package manager on the host; only reboots are coordinated", "reason", kindErr)
 	}
+	detector := &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
+		NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner}
 	a, err := New(Config{
 		NodeName: o.NodeName,
 		Limits: Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2, MinRebootInterval: o.MinRebootInterval,
@@ -88,8 +90,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Node:  cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
 		Nodes: &nodeops.Node{Client: client, Name: o.NodeName},
 		Lock:  sem,
-		Detector: &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
-			NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner},
+		Detector: detector,
 		BootID:      o.bootIDReader(runner),
 		Rebooter:    rebooter,
 		HostBusy:    o.busyChecker(runner),
@@ -102,6 +103,11 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The sentinel is watched so that a new need is seen at once; the period
+	// stays as the fallback (and is the only way for commands).
+	if err := detector.WatchSentinel(ctx, a.HostChanged); err != nil {
+		log.Warn("cannot watch the sentinel file; it is looked at once a period", "err", err)
 	}
 	trigger := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.Trigger() },
