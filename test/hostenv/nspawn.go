@@ -55,6 +55,7 @@ type Node struct {
 	// ConsoleLog collects nspawn's and the loop's output.
 	ConsoleLog string
 
+	name   string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -177,7 +178,7 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 		lower = RootFS(t)
 	}
 	dir := t.TempDir()
-	n := &Node{OutputDir: filepath.Join(dir, "output"), ConsoleLog: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
+	n := &Node{name: cfg.Name, OutputDir: filepath.Join(dir, "output"), ConsoleLog: filepath.Join(dir, "console.log"), exited: make(chan struct{})}
 	bus := filepath.Join(dir, "bus")
 	upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 	for _, d := range []string{bus, n.OutputDir, upper, work, merged} {
@@ -309,6 +310,12 @@ func (n *Node) RootDir() (string, error) {
 		return "", fmt.Errorf("no systemd under systemd-nspawn (pid %d)", nspawn)
 	}
 	return "/proc/" + strconv.Itoa(init) + "/root", nil
+}
+
+// CgroupPrefix starts the names of the cgroups of this node's boots with
+// FreshCgroups (the boot loop's PID keeps them apart from other runs').
+func (n *Node) CgroupPrefix() string {
+	return fmt.Sprintf("%s-%d-", n.name, n.cmd.Process.Pid)
 }
 
 // Exited is closed when the node's boot loop has ended.

@@ -107,9 +107,9 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 		require.NoError(t, os.Link(img, filepath.Join(imgDir, filepath.Base(img))))
 	}
 	// Registered before the node's own cleanup, so they run after the power-off.
-	var nodeDir string
+	var nodeDir, cgroups string
 	t.Cleanup(func() {
-		requireCgroupsGone(t, opts.Name)
+		requireCgroupsGone(t, cgroups)
 		requireNoMountsUnder(t, nodeDir)
 	})
 	start := time.Now()
@@ -122,7 +122,7 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 		NspawnArgs:   []string{"--capability=CAP_SYSLOG", "--system-call-filter=@keyring", "--resolv-conf=off"},
 		FreshCgroups: true,
 	})
-	nodeDir = filepath.Dir(hn.ConsoleLog)
+	nodeDir, cgroups = filepath.Dir(hn.ConsoleLog), hn.CgroupPrefix()
 	n := &Node{Node: hn, Name: opts.Name, cluster: c}
 	timeout := opts.ReadyTimeout
 	if timeout <= 0 {
@@ -247,25 +247,28 @@ func NodeReady(node *corev1.Node) bool {
 }
 
 // requireCgroupsGone checks that the node's boot loop removed the cgroups of
-// its boots (named after the node, see hostenv FreshCgroups) in every
+// its boots (named with prefix, see hostenv FreshCgroups) in every
 // hierarchy. A loop that was killed cannot: those are removed here, and the
 // test fails only if one cannot be.
-func requireCgroupsGone(t testing.TB, name string) {
+func requireCgroupsGone(t testing.TB, prefix string) {
+	if prefix == "" {
+		return
+	}
 	var left []string
 	_ = filepath.WalkDir("/sys/fs/cgroup", func(path string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), name+"-") {
+		if strings.HasPrefix(d.Name(), prefix) {
 			left = append(left, path)
 			return filepath.SkipDir
 		}
 		return nil
 	})
 	for _, dir := range left {
-		t.Logf("node %s left cgroup %s; removing it", name, dir)
+		t.Logf("a node's boot loop left cgroup %s; removing it", dir)
 		if err := removeCgroup(dir); err != nil {
-			t.Errorf("node %s: %v", name, err)
+			t.Error(err)
 		}
 	}
 }

@@ -43,9 +43,9 @@ const (
 // postinst asks for a reboot, the agent takes the lock, taints, cordons and
 // drains (a Deployment guarded by a PodDisruptionBudget), reboots the node
 // through its systemd over D-Bus, sees the kubelet come back from the new
-// boot, and untaints, uncordons and releases. Then a helm upgrade changes a
-// value, and helm uninstall with the cleanup of docs/operations.md leaves
-// nothing behind.
+// boot, and untaints, uncordons and releases. Then a forced reboot, during
+// which a helm upgrade changes a value and so replaces the agent's pod; and
+// helm uninstall with the cleanup of docs/operations.md leaves nothing behind.
 func TestChartPatchesAndRebootsARealNode(t *testing.T) {
 	c := StartClusterT(t, cycleNode)
 	repoDir := filepath.Join(t.TempDir(), "repo")
@@ -94,14 +94,48 @@ func TestChartPatchesAndRebootsARealNode(t *testing.T) {
 	logPhases(t, timeline, installed, agentUp, done)
 	requireAgentLog(t, n, agentPod, "reboot")
 
-	t.Run("helm upgrade changes a flag", func(t *testing.T) {
-		helm("upgrade", "nodepatch", ct.ChartDir(t), "--reuse-values", "--set", "agent.logFormat=json")
-		pod := waitAgentWithArg(t, client, "--log-format=json", 3*time.Minute)
-		requireAgentLog(t, n, pod, `"msg":`)
+	t.Run("helm upgrade in the middle of a forced reboot", func(t *testing.T) {
+		forcedCycleWithUpgrade(t, c, n, watcher, helm)
 	})
 	t.Run("helm uninstall and the documented cleanup", func(t *testing.T) {
 		uninstall(t, c, n, helm)
 	})
+}
+
+// forcedCycleWithUpgrade forces a second reboot and, once the node is going
+// down, upgrades the release to a changed value: the DaemonSet replaces the
+// agent pod in the middle of the cycle, and the new agent finishes it from the
+// Node's annotations (docs/operations.md#upgrade).
+func forcedCycleWithUpgrade(t *testing.T, c *Cluster, n *Node, watcher *sim.Watcher, helm func(args ...string) string) {
+	ctx := t.Context()
+	client := c.CP.Client
+	tl, err := StartTimeline(ctx, client, cycleNode, agentNS)
+	require.NoError(t, err)
+	defer tl.Stop()
+	patch := `{"metadata":{"annotations":{"nodepatch.io/force-reboot":"true"}}}`
+	_, err = client.CoreV1().Nodes().Patch(ctx, cycleNode, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	require.NoError(t, err)
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		_, ok := tl.At(EventRebooting)
+		return ok, nil
+	})
+	require.NoError(t, err, "the forced reboot did not start; agent log:\n%s", agentLogTail(n))
+	upgraded := time.Now()
+	helm("upgrade", "nodepatch", ct.ChartDir(t), "--reuse-values", "--set", "agent.logFormat=json")
+	waitCycleDone(t, client, tl, 5*time.Minute, n)
+	pod := waitAgentWithArg(t, client, "--log-format=json", 3*time.Minute)
+	// The new pod, not the one the upgrade replaced, finished the cycle.
+	requireAgentLog(t, n, pod, `"reason":"RebootSucceeded"`)
+	node, err := client.CoreV1().Nodes().Get(ctx, cycleNode, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotContains(t, node.Annotations, "nodepatch.io/force-reboot", "the force annotation outlived its reboot")
+	require.Equal(t, 2, watcher.RebootCompletions(cycleNode), "reboots the watcher saw")
+	require.Equal(t, 1, watcher.MaxHolders(), "lock holders at once")
+	require.Equal(t, 1, watcher.MaxCordoned(), "nodes out of service at once")
+	out, err := tl.Between(EventTainted, EventUntainted)
+	require.NoError(t, err)
+	t.Logf("measured: forced reboot with the agent pod replaced mid-cycle: out of service %s; upgrade to cycle done %s",
+		out.Round(10*time.Millisecond), time.Since(upgraded).Round(10*time.Millisecond))
 }
 
 // testNetworkValues are the chart values this test network needs, and only
