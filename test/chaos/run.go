@@ -84,7 +84,7 @@ func Run(ctx context.Context, env Env, seed uint64) (Result, error) {
 		return Result{}, fmt.Errorf("run folder: %w", err)
 	}
 	r := &run{ctx: ctx, env: env, cfg: cfg, dir: dir, counts: map[string]int{}, forces: map[string]int{}, sentinels: map[string]int{},
-		failed: map[string]int{}, halts: map[string][]string{}, limit: cfg.limit, generation: 1}
+		failed: map[string]int{}, halts: map[string][]string{}, limit: cfg.limit}
 	res, err := r.execute(ctx)
 	res.Seed, res.Elapsed, res.Dir = seed, time.Since(start), dir
 	if err == nil && len(res.Violations) == 0 && !env.KeepDir {
@@ -197,12 +197,12 @@ func (r *run) startSupervisor(ctx context.Context) error {
 	}
 	nodeFlags := map[string][]string{}
 	for _, n := range r.cfg.nodes {
-		nodeFlags[n] = r.nodeFlags(n, r.cfg.limit, 1)
+		nodeFlags[n] = r.nodeFlags(n, r.cfg.limit, 0)
 	}
 	sup, err := sim.NewSupervisor(r.client, sim.Options{
 		Binary: r.env.Binary, Kubeconfig: r.cp.AdminKubeconfig, Namespace: namespace, Dir: filepath.Join(r.dir, "hosts"),
 		RebootDuration: r.cfg.rebootDuration, ExtraFlags: flags, NodeFlags: nodeFlags,
-		OnRebootRequest: r.onRebootRequest, Log: r.log,
+		OnRebootRequest: r.onRebootRequest, RestartExited: time.Second, Log: r.log,
 	})
 	if err != nil {
 		return err
@@ -217,10 +217,14 @@ func (r *run) startSupervisor(ctx context.Context) error {
 }
 
 // nodeFlags are a node's own flags: its way to the API server (through the
-// proxy), the limit and its configuration generation, and its clock.
+// proxy), the limit and its configuration generation, and its clock. The
+// generation is left out until a limit change sets one, so that a seed
+// without one replays against builds that predate the flag (-binary).
 func (r *run) nodeFlags(node string, limit int, generation int64) []string {
-	flags := []string{"--kubeconfig=" + r.kubeconfigPath(node), "--concurrency=" + strconv.Itoa(limit),
-		"--config-generation=" + strconv.FormatInt(generation, 10)}
+	flags := []string{"--kubeconfig=" + r.kubeconfigPath(node), "--concurrency=" + strconv.Itoa(limit)}
+	if generation > 0 {
+		flags = append(flags, "--config-generation="+strconv.FormatInt(generation, 10))
+	}
 	if node == r.cfg.skewNode {
 		flags = append(flags, "--clock-skew="+r.cfg.skew.String())
 	}

@@ -262,7 +262,10 @@ func (r *run) checkHosts() {
 	}
 	for _, line := range strings.Split(err.Error(), "\n") {
 		if strings.Contains(line, "exited by itself") {
-			r.watcher.AddViolation("%s", line)
+			// The pid differs from run to run: one violation per cause.
+			_, cause, _ := strings.Cut(line, "exited by itself: ")
+			node := strings.Fields(strings.TrimPrefix(line, "agent of "))[0]
+			r.watcher.AddViolation("the agent of %s exited by itself: %s", node, strings.TrimSuffix(cause, "; log ends:"))
 		}
 	}
 	if !strings.Contains(err.Error(), "exited by itself") {

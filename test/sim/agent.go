@@ -32,7 +32,9 @@ func (s *Supervisor) StartAgent(name string) error {
 func (s *Supervisor) StartAgentIfUp(name string) (bool, error) {
 	var proc *harness.Process
 	err := s.withNode(name, func(n *simNode) error {
-		if n.rebooting || (n.agent != nil && !exitedProc(n.agent)) {
+		// Checked under s.mu: Stop cancels first, then kills under s.mu, so
+		// an agent started here is either killed by Stop or never started.
+		if s.ctx.Err() != nil || n.rebooting || (n.agent != nil && !exitedProc(n.agent)) {
 			return nil
 		}
 		var err error
@@ -151,10 +153,18 @@ func (s *Supervisor) watchExit(name string, proc *harness.Process) {
 		unexpected = n.agent == proc && !n.killed
 		return nil
 	})
-	if unexpected {
-		_, err := proc.Exited()
-		s.recordErr(fmt.Errorf("agent of %s (pid %d) exited by itself: %v; log ends:\n%s",
-			name, proc.PID(), err, proc.LogTail(2000)))
+	if !unexpected {
+		return
+	}
+	_, err := proc.Exited()
+	tail := proc.LogTail(2000)
+	lines := strings.Split(tail, "\n")
+	s.recordErr(fmt.Errorf("agent of %s (pid %d) exited by itself: %v: %s; log ends:\n%s",
+		name, proc.PID(), err, lines[len(lines)-1], tail))
+	if s.opts.RestartExited > 0 && sleepCtx(s.ctx, s.opts.RestartExited) == nil {
+		if _, err := s.StartAgentIfUp(name); err != nil {
+			s.recordErr(err)
+		}
 	}
 }
 

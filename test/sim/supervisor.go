@@ -36,6 +36,10 @@ type Options struct {
 	ExtraFlags []string
 	// NodeFlags are appended after ExtraFlags for the named node only.
 	NodeFlags map[string][]string
+	// RestartExited, when positive, starts an agent that exited by itself
+	// again after this long, as the kubelet restarts a crashed container.
+	// The exit is still an error (Err).
+	RestartExited time.Duration
 	// OnRebootRequest, when set, is called as soon as a host sees a reboot
 	// request, before it obeys or ignores it: the moment to ask the API server
 	// whether the node holds a slot (Watcher.CheckRebootRequest).
