@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN     := _output/bin
 LDFLAGS := -s -w -X github.com/nodepatch/nodepatch/pkg/version.Version=$(VERSION)
 
-.PHONY: all build demo test unit e2e chaos bench fuzz lint tools deps image manifests clean
+.PHONY: all build demo test unit e2e realnode chaos bench fuzz lint tools deps image manifests clean
 
 all: build
 
@@ -32,6 +32,11 @@ unit:
 
 e2e: tools
 	$(GO) test -count=1 -timeout 30m -v ./test/e2e/...
+
+# The chart on a real kubelet in a systemd-nspawn node (also part of `make test`);
+# the first run builds the node root (hack/rootfs.sh node).
+realnode: deps tools
+	$(GO) test -count=1 -timeout 20m -v ./test/realnode/...
 
 # Seeded chaos runs (test/chaos): SEEDS=N runs seeds 1..N; SEED=S replays one.
 SEEDS ?= 20
