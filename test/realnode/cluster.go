@@ -129,6 +129,7 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 		timeout = 3 * time.Minute
 	}
 	require.NoError(t, n.WaitReady(t.Context(), timeout), "node console:\n%s", n.Tail())
+	n.requireLoopbackOnly(t)
 	t.Logf("node %s: booted and Ready from its boot in %s", n.Name, time.Since(start).Round(10*time.Millisecond))
 	return n
 }
@@ -143,6 +144,40 @@ func freePortsT(t testing.TB, n int) []int {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
+}
+
+// requireLoopbackOnly checks what keeps the node's traffic on loopback: its
+// resolver is 127.0.0.1, its apt sources are local files, apt's timers are
+// masked, and its Node's only address is 127.0.0.1 (so the API server, which
+// prefers InternalIP, never looks its name up).
+func (n *Node) requireLoopbackOnly(t testing.TB) {
+	t.Helper()
+	root, err := n.RootDir()
+	require.NoError(t, err)
+	resolv, err := os.ReadFile(filepath.Join(root, "etc/resolv.conf"))
+	require.NoError(t, err)
+	require.Equal(t, "nameserver 127.0.0.1\n", string(resolv), "the node's resolver")
+	sources, _ := filepath.Glob(filepath.Join(root, "etc/apt/sources.list.d/*"))
+	for _, file := range append(sources, filepath.Join(root, "etc/apt/sources.list")) {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			require.Regexp(t, `^deb (\[[^]]*\] )?file:`, line, "apt source in %s", file)
+		}
+	}
+	for _, timer := range []string{"apt-daily.timer", "apt-daily-upgrade.timer"} {
+		target, err := os.Readlink(filepath.Join(root, "etc/systemd/system", timer))
+		require.NoError(t, err, "%s is not masked", timer)
+		require.Equal(t, "/dev/null", target, "%s is not masked", timer)
+	}
+	node, err := n.cluster.CP.Client.CoreV1().Nodes().Get(t.Context(), n.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: n.Name}},
+		node.Status.Addresses)
 }
 
 // BootID is the node's current boot id, as its own processes see it.
