@@ -3,7 +3,7 @@ package realnode
 import (
 	"context"
 	"fmt"
-	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,6 +32,8 @@ type Cluster struct {
 	BinDir string
 	Images Images
 	tokens map[string]string // node name -> kubelet bearer token
+	// loopproxy is the binary that brings the API server into a node.
+	loopproxy string
 }
 
 // StartClusterT starts the control plane with a kubelet identity for each of
@@ -59,6 +61,8 @@ func StartClusterT(t testing.TB, nodes ...string) *Cluster {
 		APIServerArgs: []string{"--kubelet-preferred-address-types=InternalIP"},
 	})
 	c.Images = BuildImagesT(t, binDir)
+	c.loopproxy = filepath.Join(t.TempDir(), "loopproxy")
+	buildStatic(t, "./test/realnode/loopproxy", c.loopproxy)
 	return c
 }
 
@@ -95,8 +99,11 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 	require.NoError(t, err)
 	kc, err := os.ReadFile(kubeconfig)
 	require.NoError(t, err)
-	ports := freePortsT(t, 2)
-	files := nodeFiles(opts.Name, string(kc), ports[0], ports[1])
+	api, err := url.Parse(c.CP.URL)
+	require.NoError(t, err)
+	sockets := t.TempDir()
+	startAPIBridgeT(t, filepath.Join(sockets, "api.sock"), api.Host)
+	files := nodeFiles(opts.Name, string(kc), api.Host, 10250, 10248)
 	for p, content := range opts.Files {
 		files[p] = content
 	}
@@ -116,10 +123,14 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 	hn := hostenv.StartNode(t, hostenv.NodeConfig{
 		Name: opts.Name, Root: hostenv.KubeletRootFS(t), Files: files, Symlinks: nodeSymlinks(),
 		// containerd's snapshots cannot live on the node's overlay.
-		Binds:   []string{t.TempDir() + ":/var/lib/containerd"},
-		ROBinds: append([]string{kubelet + ":" + kubeletBin, imgDir + ":" + imagesDir, "/dev/kmsg"}, opts.ROBinds...),
-		// The kubelet exits without /dev/kmsg; runc joins a session keyring.
-		NspawnArgs:   []string{"--capability=CAP_SYSLOG", "--system-call-filter=@keyring", "--resolv-conf=off"},
+		Binds: []string{t.TempDir() + ":/var/lib/containerd"},
+		ROBinds: append([]string{kubelet + ":" + kubeletBin, c.loopproxy + ":" + loopproxyBin, sockets + ":" + apiSocketDir,
+			imgDir + ":" + imagesDir, "/dev/kmsg"}, opts.ROBinds...),
+		// A network namespace with loopback only: no packet can leave the
+		// node, and nodes' ports do not collide. The kubelet exits without
+		// /dev/kmsg; runc joins a session keyring.
+		NspawnArgs: []string{"--private-network", "--capability=CAP_SYSLOG", "--system-call-filter=@keyring",
+			"--resolv-conf=off"},
 		FreshCgroups: true,
 	})
 	nodeDir, cgroups = filepath.Dir(hn.ConsoleLog), hn.CgroupPrefix()
@@ -132,18 +143,6 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 	n.requireLoopbackOnly(t)
 	t.Logf("node %s: booted and Ready from its boot in %s", n.Name, time.Since(start).Round(10*time.Millisecond))
 	return n
-}
-
-func freePortsT(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // requireLoopbackOnly checks what keeps the node's traffic on loopback: its

@@ -141,8 +141,7 @@ func forcedCycleWithUpgrade(t *testing.T, c *Cluster, n *Node, watcher *sim.Watc
 // testNetworkValues are the chart values this test network needs, and only
 // those: the image built here (never pulled), the node's test taint, and, as
 // the node has no pod network and no kube-proxy, the host's network namespace
-// with the API server's loopback address for the in-cluster config, and a
-// metrics port of its own on the machine.
+// with the API server's loopback address for the in-cluster config.
 func testNetworkValues(t *testing.T, cp *harness.ControlPlane) []string {
 	t.Helper()
 	u, err := url.Parse(cp.URL)
@@ -155,7 +154,6 @@ func testNetworkValues(t *testing.T, cp *harness.ControlPlane) []string {
 		"--set", "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "agent.extraEnv[0].value=" + u.Hostname(),
 		"--set", "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", "agent.extraEnv[1].value=" + u.Port(),
 		"--set", "extraTolerations[0].key=" + TestTaintKey, "--set", "extraTolerations[0].operator=Exists",
-		"--set", fmt.Sprintf("metrics.port=%d", freePortsT(t, 1)[0]),
 	}
 }
 

@@ -4,10 +4,12 @@
 // systemd-nspawn, against the harness's real control plane. A node reboots for
 // real through its systemd and comes back with a new boot id.
 //
-// Everything stays on the machine's loopback: the node shares the machine's
-// network namespace, its resolver is 127.0.0.1, its apt sources are local
-// files, and only hostNetwork pods run on it (its CNI config is the loopback
-// plugin alone). The kubelet runs only inside the node, whose /proc/sys is
+// Everything stays on loopback: each node has a network namespace of its own
+// with nothing but its loopback (it reaches the API server at the machine's
+// loopback address through a unix socket, see loopproxy), its resolver is
+// 127.0.0.1, its apt sources are local files, and only hostNetwork pods run
+// on it (its CNI config is the loopback plugin alone). Nodes' ports do not
+// collide, so a DaemonSet's pods bind the same port on every node. The kubelet runs only inside the node, whose /proc/sys is
 // read-only and whose kernel tunables are stand-in files, so the machine's
 // sysctls, mounts and cgroups are left as they were.
 //

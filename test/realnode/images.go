@@ -91,22 +91,23 @@ func BuildImagesT(t testing.TB, binDir string) Images {
 	dir := t.TempDir()
 	agentBin, pauseBin := filepath.Join(dir, "nodepatch"), filepath.Join(dir, "pause")
 	require.NoError(t, ct.BuildLikeDockerfile(t, "realnode", agentBin))
-	buildPause(t, pauseBin)
+	buildStatic(t, "./test/realnode/pause", pauseBin)
 	imgs := Images{Agent: filepath.Join(dir, "nodepatch.tar"), Pause: filepath.Join(dir, "pause.tar")}
 	require.NoError(t, BuildImage(t.Context(), binDir, AgentRecipe(), agentBin, imgs.Agent))
 	require.NoError(t, BuildImage(t.Context(), binDir, PauseRecipe(), pauseBin, imgs.Pause))
 	return imgs
 }
 
-func buildPause(t testing.TB, out string) {
+// buildStatic builds a static binary of pkg (a folder of this module) to out.
+func buildStatic(t testing.TB, pkg, out string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./test/realnode/pause")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = ct.RepoRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "build the pause binary: %s", b)
+	require.NoError(t, err, "build %s: %s", pkg, b)
 }
 
 // ArchiveImage is what a docker-archive tarball holds, read back without

@@ -11,6 +11,8 @@ const (
 	kubeletBin     = "/usr/local/bin/kubelet"
 	kubeletConfig  = "/etc/kubernetes/kubelet-config.yaml"
 	kubeletKubecfg = "/etc/kubernetes/kubelet.conf"
+	loopproxyBin   = "/usr/local/bin/realnode-loopproxy"
+	apiSocketDir   = "/run/realnode-api"
 	wants          = "/etc/systemd/system/multi-user.target.wants/"
 )
 
@@ -79,11 +81,25 @@ RemainAfterExit=yes
 ExecStart=/bin/sh -c 'for i in ` + imagesDir + `/*.tar; do ctr -n k8s.io images import "$i" || exit 1; done'
 `
 
+// apiProxyUnit serves the API server at the machine's loopback address
+// inside the node's own network namespace (see loopproxy).
+func apiProxyUnit(apiAddr string) string {
+	return fmt.Sprintf(`[Unit]
+Description=realnode: the API server on this node's loopback
+Before=kubelet.service
+
+[Service]
+ExecStart=%s -listen %s -to %s/api.sock
+Restart=always
+RestartSec=1
+`, loopproxyBin, apiAddr, apiSocketDir)
+}
+
 func kubeletUnit(name string) string {
 	return fmt.Sprintf(`[Unit]
 Description=kubelet
-Wants=containerd.service realnode-setup.service realnode-images.service
-After=containerd.service realnode-setup.service realnode-images.service
+Wants=containerd.service realnode-setup.service realnode-images.service realnode-apiproxy.service
+After=containerd.service realnode-setup.service realnode-images.service realnode-apiproxy.service
 
 [Service]
 # --cloud-provider=external: the kubelet refuses a loopback node IP, so the
@@ -94,8 +110,7 @@ RestartSec=1
 `, kubeletBin, kubeletConfig, kubeletKubecfg, name, TestTaintKey, TestTaintValue)
 }
 
-// kubeletConfiguration listens on loopback only, with ports of its own so
-// that several nodes can share the machine's network namespace.
+// kubeletConfiguration listens on the node's loopback only.
 func kubeletConfiguration(port, healthzPort int) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -150,23 +165,24 @@ const loopbackCNI = `{"cniVersion": "1.0.0", "name": "realnode-loopback", "plugi
 `
 
 // nodeFiles are the files a node boots with.
-func nodeFiles(name, kubeconfig string, port, healthzPort int) map[string]string {
+func nodeFiles(name, kubeconfig, apiAddr string, port, healthzPort int) map[string]string {
 	return map[string]string{
-		"/etc/resolv.conf":                            "nameserver 127.0.0.1\n",
-		"/etc/realnode/setup.sh":                      setupScript(),
-		"/etc/systemd/system/realnode-setup.service":  setupUnit,
-		"/etc/systemd/system/realnode-images.service": importUnit,
-		"/etc/systemd/system/kubelet.service":         kubeletUnit(name),
-		kubeletConfig:                                 kubeletConfiguration(port, healthzPort),
-		kubeletKubecfg:                                kubeconfig,
-		"/etc/containerd/config.toml":                 containerdConfig,
-		"/etc/cni/net.d/10-loopback.conflist":         loopbackCNI,
+		"/etc/resolv.conf":                              "nameserver 127.0.0.1\n",
+		"/etc/realnode/setup.sh":                        setupScript(),
+		"/etc/systemd/system/realnode-setup.service":    setupUnit,
+		"/etc/systemd/system/realnode-images.service":   importUnit,
+		"/etc/systemd/system/kubelet.service":           kubeletUnit(name),
+		"/etc/systemd/system/realnode-apiproxy.service": apiProxyUnit(apiAddr),
+		kubeletConfig:                         kubeletConfiguration(port, healthzPort),
+		kubeletKubecfg:                        kubeconfig,
+		"/etc/containerd/config.toml":         containerdConfig,
+		"/etc/cni/net.d/10-loopback.conflist": loopbackCNI,
 	}
 }
 
 func nodeSymlinks() map[string]string {
 	links := map[string]string{}
-	for _, u := range []string{"realnode-setup.service", "realnode-images.service", "kubelet.service"} {
+	for _, u := range []string{"realnode-setup.service", "realnode-images.service", "realnode-apiproxy.service", "kubelet.service"} {
 		links[wants+u] = "/etc/systemd/system/" + u
 	}
 	return links
