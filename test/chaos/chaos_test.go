@@ -12,7 +12,9 @@ import (
 
 var (
 	seedFlag  = flag.Uint64("seed", 0, "run this one seed (make chaos SEED=N)")
-	seedsFlag = flag.Int("seeds", 0, "run seeds 1..N (make chaos SEEDS=N); 0 runs the make-test sample and the regressions")
+	seedsFlag = flag.Int("seeds", 0, "run N seeds from -from (make chaos SEEDS=N); 0 runs the make-test sample and the regressions")
+	fromFlag  = flag.Uint64("from", 1, "the first seed -seeds runs")
+	dryFlag   = flag.Bool("dry", false, "print each seed's world and schedule, run nothing")
 	keepFlag  = flag.Bool("keep", false, "keep every run's folder, not only the failed ones'")
 	binFlag   = flag.String("binary", "", "run this nodepatch binary instead of building ./cmd/nodepatch (to replay a seed against a given build)")
 )
@@ -41,8 +43,14 @@ func TestChaos(t *testing.T) {
 	case *seedsFlag > 0:
 		seeds = nil
 		for s := range *seedsFlag {
-			seeds = append(seeds, uint64(s+1))
+			seeds = append(seeds, *fromFlag+uint64(s))
 		}
+	}
+	if *dryFlag {
+		for _, seed := range seeds {
+			fmt.Print(drawConfig(seed, false).describe())
+		}
+		return
 	}
 	env := Env{BinDir: harness.EnsureToolsT(t), Binary: *binFlag, KeepDir: *keepFlag}
 	if env.Binary == "" {

@@ -280,9 +280,10 @@ func (r *run) restartWithLimit(ctx context.Context, limit int, gen int64) error 
 	return nil
 }
 
-// persistentNeed makes the node's need for a reboot survive its reboots for
-// e.dur: the agent must hold it after one reboot, not loop. Then the
-// operator fixes the cause and the need goes.
+// persistentNeed makes the node's need for a reboot survive its reboots:
+// once the node has rebooted for it, the need stays for e.dur more, in which
+// the agent must hold the node rather than reboot it again (a loop). Then
+// the operator fixes the cause and the need goes.
 func (r *run) persistentNeed(ctx context.Context, e event) error {
 	r.count(e.kind)
 	r.mu.Lock()
@@ -295,12 +296,26 @@ func (r *run) persistentNeed(ctx context.Context, e event) error {
 	if err := host.SetRebootRequired(); err != nil {
 		return err
 	}
-	sleepCtx(ctx, e.dur)
+	before := r.sup.Reboots(e.node)
+	waitCtx, cancel := context.WithTimeout(ctx, persistentNeedWait)
+	rebooted := r.watcher.WaitFor(waitCtx, func() bool { return r.sup.Reboots(e.node) > before }) == nil
+	cancel()
+	if rebooted {
+		sleepCtx(ctx, e.dur) // the window a looping agent would reboot in
+	}
 	if err := r.sup.SetPersistentNeed(e.node, false); err != nil {
 		return err
 	}
+	if !rebooted {
+		r.logf("%s: not rebooted within %s of a need that survives reboots; the need stays", e.node, persistentNeedWait)
+		return nil
+	}
 	return host.ClearRebootRequired()
 }
+
+// persistentNeedWait bounds the wait for the node's first reboot for a need
+// that survives reboots (its turn may be long in coming under the faults).
+const persistentNeedWait = 45 * time.Second
 
 func (r *run) currentLimit() int {
 	r.mu.Lock()
