@@ -40,7 +40,8 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
 	f.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the lock's Leases (default $POD_NAMESPACE)")
 	f.StringVar(&o.LockName, "lock-name", "nodepatch-lock", "name of the lock: header Lease NAME, slots NAME-0 … NAME-(concurrency-1)")
-	f.IntVar(&o.Concurrency, "concurrency", 1, "how many nodes may be in a reboot cycle at once")
+	f.IntVar(&o.Concurrency, "concurrency", 1, "how many nodes may be in a reboot cycle at once (a rollout controller sets the limit instead)")
+	f.StringVar(&o.Admission, "admission", "none", "none: take a free slot when one comes; controller: report the need and wait for the rollout controller's admission first")
 	f.DurationVar(&o.Period, "period", time.Minute, "how often the host is asked whether it needs a reboot (jittered ±10%)")
 	f.DurationVar(&o.LockTTL, "lock-ttl", 0, "take a slot from a holder that has not renewed it for this long; 0 never does (a node that did not come back halts the rollout)")
 

@@ -81,9 +81,11 @@ type Config struct {
 	RebootAfterDrainTimeout bool
 	// Period is how often the host is asked whether it needs a reboot (jittered).
 	Period time.Duration
-	Window schedule.Window
-	DryRun bool
-	Clock  func() time.Time
+	// Admission: wait for the rollout controller's admission before taking a slot.
+	Admission bool
+	Window    schedule.Window
+	DryRun    bool
+	Clock     func() time.Time
 
 	Node     NodeReader
 	Nodes    NodeWriter
@@ -268,6 +270,7 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		NextWindow: a.cfg.Window.NextOpen(now),
 		Patch:      PatchView{Enabled: a.cfg.Patcher != nil, Interval: a.cfg.Patch.Interval, LastRound: a.patch.lastRound},
 		Limits:     a.cfg.Limits,
+		Admission:  a.cfg.Admission,
 	}
 	_, held := snap.Held(a.cfg.NodeName)
 	// A holder that cannot keep its slot alive acts as if it had none: it

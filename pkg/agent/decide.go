@@ -20,6 +20,9 @@ type Observation struct {
 	NextWindow time.Time
 	Patch      PatchView
 	Limits     Limits
+	// Admission: a rollout controller admits nodes; the agent reports its need
+	// and takes a slot only once admitted.
+	Admission bool
 }
 
 // NodeView is the agent's own Node.
@@ -94,6 +97,8 @@ const (
 	ActWait                          // a reboot is needed but may not start (or go on) yet
 	ActCleanup                       // an idle node still carries nodepatch's taint or cordon
 	ActResetLoop                     // the need went away: forget the repeated reboots
+	ActReportNeed                    // tell the rollout controller the node needs a cycle and may start one
+	ActWithdrawNeed                  // the need went away, or the node is held: withdraw it and any admission
 	ActPatch                         // look for updates and download (and, not under the lock, apply) them
 	ActAcquire                       // take a lock slot
 	ActReleaseSlot                   // give back a slot that no cycle uses
@@ -109,7 +114,7 @@ const (
 	ActFinish                        // back and Ready: untaint, uncordon, release
 )
 
-var actionNames = [...]string{"None", "Wait", "Cleanup", "ResetLoop", "Patch", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
+var actionNames = [...]string{"None", "Wait", "Cleanup", "ResetLoop", "ReportNeed", "WithdrawNeed", "Patch", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
 	"ApplyPatch", "EndPatchedCycle", "AbortCycle", "Reboot", "FailReboot", "Halt", "WaitReady", "Finish"}
 
 func (a Action) String() string { return actionNames[a] }
@@ -190,17 +195,34 @@ func decideIdle(o Observation) Step {
 	if o.patchDue() {
 		return Step{Action: ActPatch, Phase: "Idle", Reason: "a patch round is due"}
 	}
+	st := o.Node.State
+	reported := !st.NeedSince.IsZero() || !st.Admitted.IsZero()
 	if !o.cycleNeeded() {
-		if o.Lock.Held {
+		switch {
+		case o.Lock.Held:
 			return Step{Action: ActReleaseSlot, Phase: "Idle", Reason: "holding a slot but no reboot is needed"}
+		case reported:
+			return Step{Action: ActWithdrawNeed, Phase: "Idle", Reason: "no reboot needed any more"}
 		}
 		return Step{Action: ActNone, Phase: "Idle", Reason: "no reboot needed"}
 	}
 	if blocked, reason, until := o.blocked(); len(blocked) > 0 {
-		if o.Lock.Held {
+		switch {
+		case o.Lock.Held:
 			return Step{Action: ActReleaseSlot, Phase: "Idle", Reason: "holding a slot while blocked: " + reason}
+		case reported:
+			return Step{Action: ActWithdrawNeed, Phase: "Idle", Reason: "held back: " + reason}
 		}
 		return Step{Action: ActWait, Phase: "Idle", Reason: reason, Blocked: blocked, Until: until}
+	}
+	if !o.Lock.Held && o.Admission {
+		switch {
+		case st.NeedSince.IsZero():
+			return Step{Action: ActReportNeed, Phase: "WaitingForLock", Reason: "reboot needed: " + o.reasons()}
+		case st.Admitted.IsZero():
+			return Step{Action: ActWait, Phase: "WaitingForLock",
+				Reason: "reboot needed; waiting for the rollout controller to admit the node (need reported " + st.NeedSince.Format(time.RFC3339) + ")"}
+		}
 	}
 	if !o.Lock.Held {
 		return Step{Action: ActAcquire, Phase: "WaitingForLock", Reason: "reboot needed: " + o.reasons()}

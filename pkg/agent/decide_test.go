@@ -196,6 +196,20 @@ func TestDecide(t *testing.T) {
 			o.Lock.Held, o.Host.RebootRequired, o.Host.PatchReady = true, false, true
 			o.Node.State.Phase = state.PhaseDraining
 		}), ActDrain, "Draining", nil},
+		{"admission: report the need first", obs(func(o *Observation) { o.Admission = true }), ActReportNeed, "WaitingForLock", nil},
+		{"admission: reported, wait for the controller", obs(func(o *Observation) {
+			o.Admission, o.Node.State.NeedSince = true, t0.Add(-time.Minute)
+		}), ActWait, "WaitingForLock", nil},
+		{"admission: admitted, take a slot", obs(func(o *Observation) {
+			o.Admission, o.Node.State.NeedSince, o.Node.State.Admitted = true, t0.Add(-time.Minute), t0
+		}), ActAcquire, "WaitingForLock", nil},
+		{"admission: blocked after reporting: withdraw", obs(func(o *Observation) {
+			o.Admission, o.Node.State.NeedSince, o.Node.State.Admitted = true, t0.Add(-time.Minute), t0
+			o.Node.State.BlockReason = "db migration"
+		}), ActWithdrawNeed, "Idle", nil},
+		{"admission: no longer needed: withdraw", obs(func(o *Observation) {
+			o.Admission, o.Node.State.NeedSince, o.Host.RebootRequired = true, t0.Add(-time.Minute), false
+		}), ActWithdrawNeed, "Idle", nil},
 		{"patch round due", obs(func(o *Observation) {
 			o.Patch = PatchView{Enabled: true, Interval: 24 * time.Hour}
 		}), ActPatch, "Idle", nil},

@@ -40,6 +40,15 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 		return true, a.endCycle(ctx, step.Reason, endOptions{})
 	case ActResetLoop:
 		return true, a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.RepeatedReboots = 0 })
+	case ActReportNeed:
+		now := a.cfg.Clock()
+		a.normal("WaitingForAdmission", "%s; waiting for the rollout controller", step.Reason)
+		return true, a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.NeedSince = now })
+	case ActWithdrawNeed:
+		return true, a.updateState(ctx, func(node *corev1.Node, st *state.Node) {
+			st.NeedSince = time.Time{}
+			delete(node.Annotations, state.AnnotationAdmitted)
+		})
 	case ActBeginCycle:
 		return true, a.beginCycle(ctx, obs)
 	case ActDrain:
@@ -153,8 +162,8 @@ func agentView(node *corev1.Node) string {
 	for _, key := range slices.Sorted(maps.Keys(state.Node{}.AgentAnnotations())) {
 		b.WriteString(key + "=" + node.Annotations[key] + ";")
 	}
-	fmt.Fprintf(&b, "taint=%t;unschedulable=%t;force=%s", nodeops.HasTaint(node), node.Spec.Unschedulable,
-		node.Annotations[state.AnnotationForceReboot])
+	fmt.Fprintf(&b, "taint=%t;unschedulable=%t;force=%s;admitted=%s", nodeops.HasTaint(node), node.Spec.Unschedulable,
+		node.Annotations[state.AnnotationForceReboot], node.Annotations[state.AnnotationAdmitted])
 	return b.String()
 }
 
@@ -387,6 +396,8 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 		if st.CordonedByUs {
 			node.Spec.Unschedulable = false
 		}
+		// The admission was for this cycle; the next one is asked for anew.
+		delete(node.Annotations, state.AnnotationAdmitted)
 		if opts.rebooted && st.Force {
 			// Only a valid "true" forced this reboot; any other value is the
 			// operator's to fix, and stays.

@@ -517,3 +517,32 @@ func TestHostChangeIsSeenBeforeThePeriod(t *testing.T) {
 	a.reconcile(context.Background())
 	require.True(t, nodeops.HasTaint(w.node()), "the change was not looked at")
 }
+
+// TestAdmissionProtocol: with a rollout controller, the agent reports its need,
+// takes no slot until admitted, and clears both when its cycle ends.
+func TestAdmissionProtocol(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.cfg = func(c *Config) { c.Admission = true }
+	a := w.agent()
+	a.reconcile(context.Background())
+	require.False(t, w.state().NeedSince.IsZero(), "the need was not reported")
+	require.False(t, w.slotHeld(), "took a slot without an admission")
+	require.Zero(t, w.rebooter.calls)
+
+	w.annotate(state.AnnotationAdmitted, ptr(time.Now().UTC().Format(time.RFC3339)))
+	a.reconcile(context.Background())
+	require.True(t, w.slotHeld(), "admitted, but took no slot")
+	require.Equal(t, 1, w.rebooter.calls)
+
+	w.host.bootID = "boot-b" // the host rebooted
+	n := w.node()
+	n.Status.NodeInfo.BootID = "boot-b"
+	_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	w.host.required = false
+	w.agent().reconcile(context.Background())
+	w.requireClean()
+	after := w.node().Annotations
+	require.NotContains(t, after, state.AnnotationNeedSince)
+	require.NotContains(t, after, state.AnnotationAdmitted, "the admission outlived its cycle")
+}

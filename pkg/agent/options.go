@@ -25,8 +25,11 @@ type Options struct {
 	Namespace   string
 	LockName    string
 	Concurrency int
-	Period      time.Duration
-	LockTTL     time.Duration
+	// Admission is "none" (agents take free slots as they come) or
+	// "controller" (the rollout controller admits nodes first).
+	Admission string
+	Period    time.Duration
+	LockTTL   time.Duration
 
 	SentinelFile    string
 	SentinelCommand string
@@ -100,6 +103,9 @@ func (o Options) Validate() (schedule.Window, error) {
 	}
 	if msgs := validation.IsDNS1123Subdomain(o.LockName); len(msgs) > 0 {
 		bad("lock-name", o.LockName, strings.Join(msgs, "; "))
+	}
+	if o.Admission != "none" && o.Admission != "controller" {
+		bad("admission", o.Admission, "want none (agents take free slots) or controller (the rollout controller admits nodes)")
 	}
 	if o.Concurrency < 1 || o.Concurrency > 1000 {
 		bad("concurrency", o.Concurrency, "want 1 to 1000 nodes at once")

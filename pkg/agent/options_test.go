@@ -9,7 +9,7 @@ import (
 )
 
 func validOptions() Options {
-	return Options{NodeName: "node-1", Namespace: "nodepatch", LockName: "nodepatch-lock", Concurrency: 1,
+	return Options{NodeName: "node-1", Namespace: "nodepatch", LockName: "nodepatch-lock", Concurrency: 1, Admission: "none",
 		Period: time.Minute, SentinelFile: "/var/run/reboot-required", BootIDFile: "/proc/sys/kernel/random/boot_id",
 		RebootMethod: "systemd", RebootTimeout: time.Minute, DrainTimeout: time.Minute, DrainGracePeriod: -1,
 		DrainRetryBackoff: time.Minute, RebootDays: "mon", StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Berlin",

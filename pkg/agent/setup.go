@@ -87,6 +87,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
 		Period:                  o.Period, Window: window, DryRun: o.DryRun, Clock: clock,
+		Admission:   o.Admission == "controller",
 		Node:        cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
 		Nodes:       &nodeops.Node{Client: client, Name: o.NodeName},
 		Lock:        sem,

@@ -43,7 +43,14 @@ const LabelLock = "nodepatch.io/lock"
 const (
 	AnnotationLimit           = "nodepatch.io/limit"
 	AnnotationLimitGeneration = "nodepatch.io/limit-generation"
+	// AnnotationLimitSource "controller": the rollout controller keeps the
+	// limit, and it binds every agent whatever its generation.
+	AnnotationLimitSource = "nodepatch.io/limit-source"
 )
+
+// LimitSourceController is AnnotationLimitSource's value when the rollout
+// controller sets the limit.
+const LimitSourceController = "controller"
 
 // ErrNotHeld: the API server says this identity holds no slot.
 var ErrNotHeld = errors.New("the lock slot is not held according to the API server")
@@ -173,10 +180,14 @@ func (s *Semaphore) Snapshot() (Snapshot, error) {
 // was set by a newer configuration generation than this agent's, else its own.
 func (s *Semaphore) limitFrom(header *coordinationv1.Lease) int {
 	limit, gen, ok := ParseLimit(header)
-	if ok && gen > s.cfg.Generation {
+	if ok && (gen > s.cfg.Generation || controllerLimit(header)) {
 		return limit
 	}
 	return s.cfg.Slots
+}
+
+func controllerLimit(header *coordinationv1.Lease) bool {
+	return header.Annotations[AnnotationLimitSource] == LimitSourceController
 }
 
 // ParseLimit reads the limit and its generation off a header Lease.
@@ -248,7 +259,7 @@ func (s *Semaphore) EnsureHeader(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, gen, ok := ParseLimit(current); ok && gen > s.cfg.Generation {
+		if _, gen, ok := ParseLimit(current); ok && (gen > s.cfg.Generation || controllerLimit(current)) {
 			return nil
 		}
 		if limit, gen, ok := ParseLimit(current); ok && limit == s.cfg.Slots && gen == s.cfg.Generation {
@@ -261,6 +272,41 @@ func (s *Semaphore) EnsureHeader(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("writing the limit on lock header lease %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
+	}
+	return nil
+}
+
+// SetControllerLimit is the rollout controller's write of the limit on the
+// header Lease of the lock called name: it binds every agent from then on.
+func SetControllerLimit(ctx context.Context, leases coordclient.LeaseInterface, namespace, name string, limit int) error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		current, err := leases.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			header := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
+				Labels: map[string]string{LabelLock: name, "app.kubernetes.io/managed-by": "nodepatch"}}}
+			setLimit(header, limit, 0)
+			header.Annotations[AnnotationLimitSource] = LimitSourceController
+			_, err = leases.Create(ctx, header, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(coordinationv1.Resource("leases"), name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if l, _, ok := ParseLimit(current); ok && l == limit && controllerLimit(current) {
+			return nil
+		}
+		next := current.DeepCopy()
+		_, gen, _ := ParseLimit(current)
+		setLimit(next, limit, gen)
+		next.Annotations[AnnotationLimitSource] = LimitSourceController
+		_, err = leases.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("writing the limit %d on lock header lease %s/%s: %w", limit, namespace, name, err)
 	}
 	return nil
 }

@@ -208,3 +208,22 @@ func TestShrunkLimitCountsOldSlots(t *testing.T) {
 	d, _ := newSem(t, client, Config{Slots: 2, Identity: "d", NodeExists: func(context.Context, string) (bool, error) { return true, nil }}, nil)
 	require.False(t, take(t, d), "d got in while two of its two slots' worth were held")
 }
+
+// TestControllerLimitBindsEveryGeneration: a limit the rollout controller set
+// binds agents of any generation, and no agent writes over it.
+func TestControllerLimitBindsEveryGeneration(t *testing.T) {
+	client := newClient()
+	leases := client.CoordinationV1().Leases(ns)
+	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 1))
+	newest, _ := newSem(t, client, Config{Slots: 5, Generation: 99, Identity: "a"}, nil)
+	require.NoError(t, newest.EnsureHeader(context.Background()))
+	snap, err := newest.Snapshot()
+	require.NoError(t, err)
+	require.Equal(t, 1, snap.Limit, "an agent's --concurrency won over the controller's limit")
+	require.True(t, take(t, newest))
+	other, _ := newSem(t, client, Config{Slots: 5, Generation: 99, Identity: "b"}, nil)
+	require.False(t, take(t, other))
+
+	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 2))
+	require.True(t, take(t, other), "the controller raised the limit")
+}

@@ -18,6 +18,19 @@ const (
 	AnnotationBlockReboot = "nodepatch.io/block-reboot"
 	// AnnotationPause on the lock's header Lease, when non-empty, pauses every node; the value is the reason.
 	AnnotationPause = "nodepatch.io/pause"
+	// AnnotationPriority, an integer, moves the node up (higher) or down the
+	// rollout controller's queue.
+	AnnotationPriority = "nodepatch.io/priority"
+)
+
+// Annotations of the rollout protocol between the agents and the controller.
+const (
+	// AnnotationNeedSince: the agent reports that its node needs a cycle and
+	// may start one (nothing on the node holds it back), since when.
+	AnnotationNeedSince = "nodepatch.io/need-since"
+	// AnnotationAdmitted: the rollout controller lets the node start its cycle
+	// (take a slot), since when.
+	AnnotationAdmitted = "nodepatch.io/admitted"
 )
 
 // Annotations the agent owns.
@@ -59,6 +72,10 @@ type Node struct {
 	Force       bool
 	BlockReason string
 
+	// NeedSince and Admitted are the rollout protocol (see the annotations).
+	NeedSince time.Time
+	Admitted  time.Time
+
 	Phase             Phase
 	BootIDBefore      string
 	CordonedByUs      bool
@@ -83,6 +100,8 @@ func Parse(annotations map[string]string) (Node, error) {
 	n := Node{
 		Force:             p.boolean(AnnotationForceReboot),
 		BlockReason:       annotations[AnnotationBlockReboot],
+		NeedSince:         p.time(AnnotationNeedSince),
+		Admitted:          p.time(AnnotationAdmitted),
 		Phase:             p.phase(),
 		BootIDBefore:      annotations[AnnotationBootIDBefore],
 		CordonedByUs:      p.boolean(AnnotationCordonedByUs),
@@ -163,6 +182,7 @@ func (p *parser) phase() Phase {
 func (n Node) AgentAnnotations() map[string]*string {
 	return map[string]*string{
 		AnnotationPhase:             nonEmpty(string(n.Phase)),
+		AnnotationNeedSince:         timestamp(n.NeedSince),
 		AnnotationBootIDBefore:      nonEmpty(n.BootIDBefore),
 		AnnotationCordonedByUs:      flag(n.CordonedByUs),
 		AnnotationCycleStarted:      timestamp(n.CycleStarted),
