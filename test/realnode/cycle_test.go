@@ -224,14 +224,23 @@ func createNamespace(t *testing.T, client kubernetes.Interface, name string, lab
 // PodDisruptionBudget that allows one eviction, and returns its pod's UID.
 func startWorkload(t *testing.T, client kubernetes.Interface) string {
 	t.Helper()
+	maxUnavailable := intstr.FromInt32(1)
+	pods := createWorkload(t, client, 1, policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &maxUnavailable})
+	return string(pods[0].UID)
+}
+
+// createWorkload runs a Deployment of hostNetwork pause pods that tolerate
+// the test taint, with a PodDisruptionBudget, and returns its pods once
+// replicas of them run.
+func createWorkload(t *testing.T, client kubernetes.Interface, replicas int32, budget policyv1.PodDisruptionBudgetSpec) []corev1.Pod {
+	t.Helper()
 	ctx := t.Context()
 	createNamespace(t, client, workNS, nil)
 	labels := map[string]string{"app": "work"}
-	one := int32(1)
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "work", Namespace: workNS},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: &one,
+			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -247,16 +256,27 @@ func startWorkload(t *testing.T, client kubernetes.Interface) string {
 	}
 	_, err := client.AppsV1().Deployments(workNS).Create(ctx, dep, metav1.CreateOptions{})
 	require.NoError(t, err)
-	maxUnavailable := intstr.FromInt32(1)
+	budget.Selector = &metav1.LabelSelector{MatchLabels: labels}
 	_, err = client.PolicyV1().PodDisruptionBudgets(workNS).Create(ctx, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Name: "work", Namespace: workNS},
-		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, MaxUnavailable: &maxUnavailable},
+		ObjectMeta: metav1.ObjectMeta{Name: "work", Namespace: workNS}, Spec: budget,
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	pod := waitPod(t, client, workNS, "app=work", "the workload running", 2*time.Minute, func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodRunning
+	var running []corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := client.CoreV1().Pods(workNS).List(ctx, metav1.ListOptions{LabelSelector: "app=work"})
+		if err != nil {
+			return false, nil
+		}
+		running = running[:0]
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+				running = append(running, p)
+			}
+		}
+		return len(running) == int(replicas), nil
 	})
-	return string(pod.UID)
+	require.NoError(t, err, "waiting for %d workload pods to run", replicas)
+	return running
 }
 
 // requireWorkloadMoved checks that the drain evicted the workload's pod and
@@ -334,7 +354,7 @@ func waitCycleDone(t *testing.T, client kubernetes.Interface, tl *Timeline, time
 				return false, nil
 			}
 		}
-		node, err := client.CoreV1().Nodes().Get(ctx, cycleNode, metav1.GetOptions{})
+		node, err := client.CoreV1().Nodes().Get(ctx, tl.node, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
@@ -344,7 +364,7 @@ func waitCycleDone(t *testing.T, client kubernetes.Interface, tl *Timeline, time
 		}
 		return true, nil
 	})
-	require.NoError(t, err, "the cycle did not finish (%s); agent log:\n%s\nnode console:\n%s", last, agentLogTail(n), n.Tail())
+	require.NoError(t, err, "the cycle of %s did not finish (%s); agent log:\n%s\nnode console:\n%s", tl.node, last, agentLogTail(n), n.Tail())
 }
 
 // logPhases prints the measured durations, one line each, for the record.
