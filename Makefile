@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN     := _output/bin
 LDFLAGS := -s -w -X github.com/nodepatch/nodepatch/pkg/version.Version=$(VERSION)
 
-.PHONY: all build demo test unit e2e realnode chaos bench fuzz lint tools deps image manifests clean
+.PHONY: all build demo test unit e2e realnode chaos model bench fuzz lint tools deps image manifests clean
 
 all: build
 
@@ -42,6 +42,13 @@ realnode: deps tools
 SEEDS ?= 20
 chaos: tools
 	$(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./test/chaos -args $(if $(SEED),-seed=$(SEED),-seeds=$(SEEDS))
+
+# The exhaustive interleaving check (test/model) with larger bounds than make test's:
+# FAULTS faults of every kind per path (default 1; 2 takes hours), the node-conflict
+# and lock-TTL searches too.
+FAULTS ?= 1
+model:
+	NODEPATCH_MODEL_LONG=1 NODEPATCH_MODEL_FAULTS=$(FAULTS) $(GO) test -count=1 -timeout 0 -v ./test/model/
 
 # Benchmarks: a 12-node rollout (ratio to the ideal time) and the hot paths.
 bench: tools

@@ -1,0 +1,129 @@
+package model
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+// The invariants, judged on the model API server (the truth), never on a cache.
+// Each broken one is a line in m.bad that starts with the invariant's name.
+
+// checkState runs after every move.
+func (m *model) checkState() {
+	w := m.w
+	holders, out := 0, 0
+	for _, l := range w.leases {
+		if l.Name != lockName && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			holders++
+		}
+	}
+	for _, n := range w.nodes {
+		// With a TTL a slot passes on when its holder stops renewing, and
+		// the holder's taint and cordon stay until its agent can undo them (a
+		// node that never comes back keeps them): then only the nodes out of
+		// service that hold a slot count, and that is bounded by the holders.
+		if outOfService(n) && (m.cfg.ttl == 0 || m.holdsSlot(n.Name)) {
+			out++
+		}
+	}
+	if holders > m.cfg.limit {
+		m.fail("slot holders over the limit: %d holders, limit %d", holders, m.cfg.limit)
+	}
+	if out > m.cfg.limit {
+		m.fail("out of service over the limit: %d nodes tainted or cordoned by nodepatch, limit %d", out, m.cfg.limit)
+	}
+	if c := m.cfg.cordoned; c >= 0 && !w.nodes[m.name(c)].Spec.Unschedulable {
+		m.fail("operator's cordon lifted on node-%d", c)
+	}
+	for i, h := range w.hosts {
+		if h.reboots > 1 {
+			m.fail("rebooted more than once: node-%d rebooted %d times", i, h.reboots)
+		}
+	}
+}
+
+// checkNodeWrite judges one Node write, from cur to next, by writer (-1: the
+// model's kubelet or operator). A write that records a reboot attempt (the
+// phase becomes Rebooting, or its attempt count grows) is where the agent
+// commits to a reboot: it must not carry the operator's block, and it arms the
+// one reboot request the same step may then make.
+func (m *model) checkNodeWrite(writer int, cur, next *corev1.Node) {
+	was, _ := state.Parse(cur.Annotations)
+	now, _ := state.Parse(next.Annotations)
+	attempt := now.Phase == state.PhaseRebooting && (was.Phase != state.PhaseRebooting || now.RebootAttempts > was.RebootAttempts)
+	if !attempt {
+		return
+	}
+	if now.BlockReason != "" {
+		m.fail("block ignored: %s recorded a reboot attempt (phase %q, attempt %d) although it carries %s=%q",
+			next.Name, now.Phase, now.RebootAttempts, state.AnnotationBlockReboot, now.BlockReason)
+	}
+	if ctl := m.step; ctl != nil && ctl.agent == writer {
+		ctl.armed = true
+	}
+}
+
+// checkRebootRequest judges a reboot request of node i at the moment it is made.
+func (m *model) checkRebootRequest(i int) {
+	name := m.name(i)
+	n := m.w.nodes[name]
+	st, _ := state.Parse(n.Annotations)
+	if !m.holdsSlot(name) {
+		m.fail("reboot without the lock: %s asked for a reboot holding no slot on the API server", name)
+	}
+	if !nodeops.HasTaint(n) || !n.Spec.Unschedulable || st.Phase != state.PhaseRebooting {
+		m.fail("reboot of an undrained node: %s asked for a reboot while tainted=%t unschedulable=%t phase=%q",
+			name, nodeops.HasTaint(n), n.Spec.Unschedulable, st.Phase)
+	}
+	if ctl := m.step; ctl == nil || !ctl.armed {
+		m.fail("unrecorded reboot request: %s asked for a reboot without first recording the attempt in the same step", name)
+	} else {
+		ctl.armed = false
+	}
+}
+
+// checkEnd judges a settled state at the time bound: nothing more happens
+// without a fault or more time.
+func (m *model) checkEnd() {
+	w := m.w
+	failedHolders := 0
+	for _, l := range w.leases {
+		if l.Name == lockName || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			continue
+		}
+		holder := *l.Spec.HolderIdentity
+		st, _ := state.Parse(w.nodes[holder].Annotations)
+		if st.Phase == state.PhaseFailed {
+			failedHolders++
+			continue
+		}
+		m.fail("slot left held at the end: %s holds %s in phase %q", holder, l.Name, st.Phase)
+	}
+	halted := failedHolders >= m.cfg.limit
+	for i := range w.hosts {
+		m.checkNodeAtEnd(i, halted)
+	}
+}
+
+func (m *model) checkNodeAtEnd(i int, halted bool) {
+	n := m.w.nodes[m.name(i)]
+	st, _ := state.Parse(n.Annotations)
+	if st.Phase == state.PhaseFailed {
+		return // halted with a reason: the operator's to look at
+	}
+	if st.Phase != state.PhaseIdle || nodeops.HasTaint(n) || st.CordonedByUs || n.Spec.Unschedulable != (i == m.cfg.cordoned) {
+		m.fail("left out of service at the end: %s phase=%q tainted=%t cordoned-by-nodepatch=%t unschedulable=%t",
+			n.Name, st.Phase, nodeops.HasTaint(n), st.CordonedByUs, n.Spec.Unschedulable)
+	}
+	if m.w.hosts[i].reboots == 0 && st.BlockReason == "" && !halted {
+		m.fail("never rebooted: %s needed a reboot, is not blocked, and the rollout is not halted", n.Name)
+	}
+}
+
+func (m *model) fail(format string, args ...any) {
+	m.bad = append(m.bad, fmt.Sprintf(format, args...))
+}
