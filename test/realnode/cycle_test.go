@@ -449,7 +449,13 @@ func uninstall(t *testing.T, c *Cluster, n *Node, helm func(args ...string) stri
 	nodepatch("pause", "--reason", "uninstalling")
 	t.Logf("nodepatch status before uninstall:\n%s", nodepatch("status"))
 	helm("uninstall", "nodepatch", "--wait=false")
-	err := c.CP.Client.CoordinationV1().Leases(agentNS).DeleteCollection(ctx, metav1.DeleteOptions{},
+	// The documented wait for the agents to be gone, before what follows.
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.CP.Client.CoreV1().Pods(agentNS).List(ctx, metav1.ListOptions{LabelSelector: agentSelector})
+		return err == nil && len(pods.Items) == 0, nil
+	})
+	require.NoError(t, err, "agent pods outlived the release")
+	err = c.CP.Client.CoordinationV1().Leases(agentNS).DeleteCollection(ctx, metav1.DeleteOptions{},
 		metav1.ListOptions{LabelSelector: "nodepatch.io/lock=nodepatch-lock"})
 	require.NoError(t, err)
 	clearAnnotations(t, c.CP.Client)
@@ -461,11 +467,6 @@ func uninstall(t *testing.T, c *Cluster, n *Node, helm func(args ...string) stri
 	require.NoError(t, err)
 	require.Empty(t, left, "files left in the host's /var/lib/nodepatch")
 
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := c.CP.Client.CoreV1().Pods(agentNS).List(ctx, metav1.ListOptions{})
-		return err == nil && len(pods.Items) == 0, nil
-	})
-	require.NoError(t, err, "agent pods outlived the release")
 	_, err = c.CP.Client.AppsV1().DaemonSets(agentNS).Get(ctx, "nodepatch", metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the DaemonSet outlived the release: %v", err)
 	node, err := c.CP.Client.CoreV1().Nodes().Get(ctx, cycleNode, metav1.GetOptions{})
