@@ -18,7 +18,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newControllerCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newVersionCommand())
 	return root
 }
 
@@ -47,7 +47,7 @@ func applyEnv(flags *pflag.FlagSet) error {
 		}
 		// An empty variable for a number, duration or switch is unset (a
 		// downward-API label that is missing reads as ""), not a bad value.
-		if value == "" && f.Value.Type() != "string" && f.Value.Type() != "stringSlice" {
+		if value == "" && f.Value.Type() != "string" && f.Value.Type() != "stringSlice" && f.Value.Type() != "stringArray" {
 			return
 		}
 		if setErr := flags.Set(f.Name, value); setErr != nil {

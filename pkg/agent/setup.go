@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -16,14 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/host/packages"
+	"github.com/nodepatch/nodepatch/pkg/kube"
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/metrics"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
@@ -37,17 +33,17 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := NewClient(o.Kubeconfig)
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch")
 	if err != nil {
 		return err
 	}
 	m := metrics.New(o.NodeName, version.Version)
 	ready := &atomic.Bool{}
-	srv, err := serveMetrics(o.MetricsAddress, m, ready, log)
+	srv, err := metrics.Serve(o.MetricsAddress, m.Registry, ready, log)
 	if err != nil {
 		return err
 	}
-	defer shutdown(srv)
+	defer metrics.Shutdown(srv)
 
 	clock := o.Clock()
 	factories := newInformers(client, o)
@@ -140,22 +136,6 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	return a.Run(ctx)
 }
 
-// NewClient builds a clientset from a kubeconfig file, or in-cluster when it is empty.
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
-	}
-	cfg.UserAgent = "nodepatch/" + version.Version
-	return kubernetes.NewForConfig(cfg)
-}
-
 type informerFactories struct {
 	node, lease informers.SharedInformerFactory
 }
@@ -227,37 +207,6 @@ func renewWhileHeld(ctx context.Context, sem *lock.Semaphore, ttl time.Duration,
 			}
 		}
 	}
-}
-
-func serveMetrics(addr string, m *metrics.Metrics, ready *atomic.Bool, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "caches not synced yet", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	listener, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-address %q: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("serving metrics", "address", listener.Addr().String())
-	go func() {
-		if err := srv.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	return srv, nil
-}
-
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(ctx)
 }
 
 // slogWriter turns the drain helper's progress lines into log records.

@@ -68,6 +68,8 @@ type setup struct {
 	rebootTime  time.Duration
 	failReboot  bool
 	noAgents    bool
+	// labels gives nodes labels (zones, roles), by name.
+	labels map[string]map[string]string
 	// defaultToken, when set, replaces the admin in the agents' default
 	// kubeconfig: per-node --kubeconfig flags must then give each its own.
 	defaultToken string
@@ -113,7 +115,7 @@ func newCluster(t *testing.T, s setup) *cluster {
 		require.NoError(t, sup.Err(), "the simulated hosts met errors")
 	})
 	for i := range s.nodes {
-		_, err := sup.AddNode(ctx, nodeName(i), nil)
+		_, err := sup.AddNode(ctx, nodeName(i), s.labels[nodeName(i)])
 		require.NoError(t, err)
 	}
 	c.watcher, err = sim.StartWatcher(ctx, cp.Client, namespace)

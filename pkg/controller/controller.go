@@ -1,0 +1,293 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/nodepatch/nodepatch/pkg/lock"
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+// Config is everything the controller needs.
+type Config struct {
+	Client    kubernetes.Interface
+	Namespace string
+	LockName  string
+	// Identity names this replica in the leader election (the pod's name).
+	Identity string
+	// ElectionLease is the Lease the replicas elect a leader on.
+	ElectionLease string
+	Settings      Settings
+	// Resync bounds how long a decision waits without any event (admission
+	// timeouts and the budget's window pass without one).
+	Resync  time.Duration
+	Events  record.EventRecorder
+	Metrics *Metrics
+	Log     *slog.Logger
+	Clock   func() time.Time
+}
+
+// Run takes part in the leader election until ctx ends; while it leads, it
+// watches every Node and the lock's Leases and decides.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	rl := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: cfg.ElectionLease, Namespace: cfg.Namespace},
+		Client:     cfg.Client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
+	}
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            rl,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Name:            cfg.ElectionLease,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				cfg.Metrics.IsLeader.Set(1)
+				cfg.Log.Info("leading the rollout", "identity", cfg.Identity)
+				if err := lead(ctx, cfg); err != nil && ctx.Err() == nil {
+					cfg.Log.Error("the rollout loop stopped", "err", err)
+				}
+			},
+			OnStoppedLeading: func() {
+				cfg.Metrics.IsLeader.Set(0)
+				cfg.Log.Info("no longer leading", "identity", cfg.Identity)
+			},
+			OnNewLeader: func(id string) { cfg.Log.Info("the rollout's leader", "identity", id) },
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election on lease %s/%s: %w", cfg.Namespace, cfg.ElectionLease, err)
+	}
+	for ctx.Err() == nil {
+		elector.Run(ctx) // returns when leadership is lost; stand again
+	}
+	return nil
+}
+
+// slimNode keeps of a Node only what the decision reads, so that the cache of
+// thousands of Nodes stays small.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			Labels: n.Labels, Annotations: nodepatchAnnotations(n.Annotations)},
+		Spec: corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			slim.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	return slim, nil
+}
+
+func nodepatchAnnotations(all map[string]string) map[string]string {
+	kept := map[string]string{}
+	for k, v := range all {
+		if len(k) > len("nodepatch.io/") && k[:len("nodepatch.io/")] == "nodepatch.io/" {
+			kept[k] = v
+		}
+	}
+	return kept
+}
+
+// lead watches and decides until ctx ends (leadership lost or shutdown).
+func lead(ctx context.Context, cfg Config) error {
+	nodes := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(slimNode))
+	leases := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = lock.Selector(cfg.LockName).String() }))
+	nodeInformer := nodes.Core().V1().Nodes()
+	leaseInformer := leases.Coordination().V1().Leases()
+	wake := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() }}
+	if _, err := nodeInformer.Informer().AddEventHandler(handler); err != nil {
+		return err
+	}
+	if _, err := leaseInformer.Informer().AddEventHandler(handler); err != nil {
+		return err
+	}
+	nodes.Start(ctx.Done())
+	leases.Start(ctx.Done())
+	defer nodes.Shutdown()
+	defer leases.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), nodeInformer.Informer().HasSynced, leaseInformer.Informer().HasSynced) {
+		return errors.New("the node and lease caches did not sync")
+	}
+	r := &rollout{cfg: cfg, nodes: nodeInformer.Lister(), leases: leaseInformer.Lister().Leases(cfg.Namespace),
+		failures: map[string]time.Time{}, pending: map[string]time.Time{}}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-timer.C:
+		}
+		if err := r.reconcile(ctx); err != nil {
+			cfg.Log.Error("rollout step failed; will retry", "err", err)
+		}
+		timer.Reset(cfg.Resync)
+	}
+}
+
+type rollout struct {
+	cfg   Config
+	nodes interface {
+		List(labels.Selector) ([]*corev1.Node, error)
+	}
+	leases interface {
+		Get(string) (*coordinationv1.Lease, error)
+	}
+	failures map[string]time.Time
+	// pending: admissions written, not yet seen in the cache (name -> when).
+	pending map[string]time.Time
+	limit   int
+	paused  string
+}
+
+// pendingView drops the admissions the cache shows now (or that are old enough
+// that the cache must have had its chance) and returns the rest.
+func (r *rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bool {
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		if _, ok := n.Annotations[state.AnnotationAdmitted]; ok {
+			seen[n.Name] = true
+		}
+	}
+	view := map[string]bool{}
+	for name, at := range r.pending {
+		if seen[name] || now.Sub(at) > time.Minute {
+			delete(r.pending, name)
+			continue
+		}
+		view[name] = true
+	}
+	return view
+}
+
+// reconcile observes, decides and acts once.
+func (r *rollout) reconcile(ctx context.Context) error {
+	start := time.Now()
+	nodes, err := r.nodes.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("listing nodes from the cache: %w", err)
+	}
+	now := r.cfg.Clock()
+	NoteFailures(r.failures, nodes, now)
+	pause := ""
+	if header, err := r.leases.Get(r.cfg.LockName); err == nil {
+		pause = header.Annotations[state.AnnotationPause]
+	}
+	act := Decide(r.cfg.Settings, View{Now: now, Nodes: nodes, PauseReason: pause, Failures: r.failures,
+		Pending: r.pendingView(nodes, now)})
+	errs := r.act(ctx, act, now)
+	r.cfg.Metrics.Record(act, time.Since(start))
+	return errors.Join(errs...)
+}
+
+func (r *rollout) act(ctx context.Context, act Actions, now time.Time) []error {
+	var errs []error
+	if act.Limit != r.limit {
+		if err := lock.SetControllerLimit(ctx, r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace), r.cfg.Namespace, r.cfg.LockName, act.Limit); err != nil {
+			errs = append(errs, err)
+		} else {
+			r.limit = act.Limit
+		}
+	}
+	if act.Pause != "" && act.Pause != r.paused {
+		if err := r.pause(ctx, act.Pause); err != nil {
+			errs = append(errs, err)
+		} else {
+			r.paused = act.Pause
+			r.cfg.Events.Event(r.headerRef(), corev1.EventTypeWarning, "FailureBudgetSpent", act.Pause)
+			r.cfg.Metrics.BudgetTrips.Inc()
+		}
+	}
+	stamp := now.UTC().Format(time.RFC3339Nano)
+	for _, name := range act.Admit {
+		if err := r.annotate(ctx, name, &stamp); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.pending[name] = now
+		r.cfg.Metrics.Admissions.Inc()
+		r.cfg.Events.Event(nodeRef(name), corev1.EventTypeNormal, "Admitted", "the rollout controller lets the node start its reboot cycle")
+	}
+	for _, name := range act.Revoke {
+		if err := r.annotate(ctx, name, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.cfg.Events.Event(nodeRef(name), corev1.EventTypeWarning, "AdmissionRevoked",
+			fmt.Sprintf("no cycle started within %s of the admission", r.cfg.Settings.AdmissionTimeout))
+	}
+	return errs
+}
+
+// annotate sets (or, with nil, removes) the admission on a Node with a merge
+// patch: only that annotation changes, whatever else the agent writes meanwhile.
+func (r *rollout) annotate(ctx context.Context, node string, value *string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{state.AnnotationAdmitted: value}}})
+	if err != nil {
+		return err
+	}
+	if _, err := r.cfg.Client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("admission of node %s: %w", node, err)
+	}
+	return nil
+}
+
+// pause sets the same pause an operator sets, on the lock's header Lease.
+func (r *rollout) pause(ctx context.Context, reason string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{state.AnnotationPause: reason}}})
+	if err != nil {
+		return err
+	}
+	_, err = r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace).Patch(ctx, r.cfg.LockName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("pausing the rollout: %w", err)
+	}
+	return nil
+}
+
+func nodeRef(name string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Node", Name: name, UID: types.UID(name)}
+}
+
+func (r *rollout) headerRef() *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Lease", APIVersion: "coordination.k8s.io/v1", Namespace: r.cfg.Namespace, Name: r.cfg.LockName}
+}
