@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/host/packages"
 	"github.com/nodepatch/nodepatch/pkg/kube"
