@@ -284,29 +284,28 @@ func ParseBudget(s string) (Budget, error) {
 	return Budget{Failures: n, Within: d}, nil
 }
 
-// Tripped says whether the failures (node name -> when it failed) spend the
-// budget at now, and names the nodes that did, oldest first.
-func (b Budget) Tripped(failures map[string]time.Time, now time.Time) (bool, []string) {
-	if b.Failures < 1 {
-		return false, nil
-	}
+// Recent lists the failures (key -> when it failed) within the budget's window
+// at now, oldest first.
+func (b Budget) Recent(failures map[string]time.Time, now time.Time) []string {
 	type failure struct {
-		node string
-		at   time.Time
+		key string
+		at  time.Time
 	}
 	var recent []failure
-	for node, at := range failures {
+	for key, at := range failures {
 		if !at.Before(now.Add(-b.Within)) {
-			recent = append(recent, failure{node, at})
+			recent = append(recent, failure{key, at})
 		}
 	}
 	slices.SortFunc(recent, func(a, b failure) int { return a.at.Compare(b.at) })
-	if len(recent) < b.Failures {
-		return false, nil
-	}
-	names := make([]string, len(recent))
+	keys := make([]string, len(recent))
 	for i, f := range recent {
-		names[i] = f.node
+		keys[i] = f.key
 	}
-	return true, names
+	return keys
+}
+
+// Spent says whether the failures within the window use up the budget.
+func (b Budget) Spent(failures map[string]time.Time, now time.Time) bool {
+	return b.Failures > 0 && len(b.Recent(failures, now)) >= b.Failures
 }

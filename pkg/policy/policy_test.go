@@ -42,7 +42,9 @@ func rules(max string, change ...func(*Rules)) Rules {
 }
 
 func perZone(n int) func(*Rules) {
-	return func(r *Rules) { r.PerLabel = append(r.PerLabel, LabelLimit{Key: "topology.kubernetes.io/zone", Max: n}) }
+	return func(r *Rules) {
+		r.PerLabel = append(r.PerLabel, LabelLimit{Key: "topology.kubernetes.io/zone", Max: n})
+	}
 }
 
 func order(o ControlPlaneOrder) func(*Rules) { return func(r *Rules) { r.ControlPlane = o } }
@@ -215,11 +217,12 @@ func TestParse(t *testing.T) {
 
 func TestBudget(t *testing.T) {
 	b := Budget{Failures: 2, Within: time.Hour}
-	tripped, _ := b.Tripped(map[string]time.Time{"a": t0.Add(-2 * time.Hour), "b": t0.Add(-time.Minute)}, t0)
-	require.False(t, tripped, "a failure outside the window counted")
-	tripped, names := b.Tripped(map[string]time.Time{"a": t0.Add(-30 * time.Minute), "b": t0.Add(-time.Minute)}, t0)
-	require.True(t, tripped)
-	require.Equal(t, []string{"a", "b"}, names)
+	old := map[string]time.Time{"a": t0.Add(-2 * time.Hour), "b": t0.Add(-time.Minute)}
+	require.False(t, b.Spent(old, t0), "a failure outside the window counted")
+	require.Equal(t, []string{"b"}, b.Recent(old, t0))
+	recent := map[string]time.Time{"a": t0.Add(-30 * time.Minute), "b": t0.Add(-time.Minute)}
+	require.True(t, b.Spent(recent, t0))
+	require.Equal(t, []string{"a", "b"}, b.Recent(recent, t0))
 }
 
 func FuzzParse(f *testing.F) {
