@@ -99,7 +99,7 @@ func (m *model) updateNode(writer int, next *corev1.Node) (*corev1.Node, error) 
 	if equality.Semantic.DeepEqual(stored, cur) {
 		return cur, nil
 	}
-	m.checkNodeWrite(writer, cur, stored)
+	m.checkNodeWrite(cur, stored)
 	stored.ResourceVersion = w.bump(nodeKey(next.Name))
 	w.nodes[next.Name] = stored
 	m.publishNode(writer, stored)

@@ -26,7 +26,9 @@ type config struct {
 	//             its write of it (a 409)
 	//   block     the operator sets the block annotation, between steps or
 	//             right before any read of the Node in a step
-	//   reset     the operator removes the phase annotation, likewise
+	//   reset     the operator removes the phase annotation, likewise (of a
+	//             Draining or Failed node)
+	//   edit      the operator removes the recorded boot id, between steps
 	//   conflict  the operator's block lands between the agent's read and its
 	//             write of its Node instead (a 409; see plan)
 	kinds    map[string]bool

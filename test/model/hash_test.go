@@ -106,6 +106,8 @@ func (m *model) hash() key {
 		putBool(b, hs.needs)
 		putBool(b, hs.pending)
 		putTime(b, hs.asked)
+		putString(b, hs.askedFor)
+		putInt(b, int64(hs.bootAtAttempt))
 	}
 	for i := range m.agents {
 		k := m.agentKey(i)

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -46,26 +47,35 @@ func (m *model) checkState() {
 	}
 }
 
-// checkNodeWrite judges one Node write, from cur to next, by writer (-1: the
-// model's kubelet or operator). A write that records a reboot attempt (the
-// phase becomes Rebooting, or its attempt count grows) is where the agent
-// commits to a reboot: it must not carry the operator's block, and it arms the
-// one reboot request the same step may then make.
-func (m *model) checkNodeWrite(writer int, cur, next *corev1.Node) {
+// checkNodeWrite judges one Node write, from cur to next. A write that records
+// a reboot attempt (the phase becomes Rebooting, or its attempt count grows)
+// is where the agent commits to a reboot: it must not carry the operator's
+// block, nor follow the operator's reset of the phase (the write would take
+// an idle node straight to Rebooting). A write that finishes a cycle (a new
+// last-reboot) needs a reboot of the host since the cycle's first attempt.
+func (m *model) checkNodeWrite(cur, next *corev1.Node) {
 	was, _ := state.Parse(cur.Annotations)
 	now, _ := state.Parse(next.Annotations)
-	attempt := now.Phase == state.PhaseRebooting && (was.Phase != state.PhaseRebooting || now.RebootAttempts > was.RebootAttempts)
-	if !attempt {
-		return
+	h := &m.w.hosts[m.index(next.Name)]
+	if now.Phase == state.PhaseRebooting && (was.Phase != state.PhaseRebooting || now.RebootAttempts > was.RebootAttempts) {
+		if now.BlockReason != "" {
+			m.fail("block ignored: %s recorded a reboot attempt (phase %q, attempt %d) although it carries %s=%q",
+				next.Name, now.Phase, now.RebootAttempts, state.AnnotationBlockReboot, now.BlockReason)
+		}
+		if was.Phase == state.PhaseIdle {
+			m.fail("phase reset overwritten: %s went from no phase (the operator's reset) straight to Rebooting", next.Name)
+		}
+		if was.Phase != state.PhaseRebooting {
+			h.bootAtAttempt = h.boot
+		}
 	}
-	if now.BlockReason != "" {
-		m.fail("block ignored: %s recorded a reboot attempt (phase %q, attempt %d) although it carries %s=%q",
-			next.Name, now.Phase, now.RebootAttempts, state.AnnotationBlockReboot, now.BlockReason)
-	}
-	if ctl := m.step; ctl != nil && ctl.agent == writer {
-		ctl.armed = true
+	if !now.LastReboot.Equal(was.LastReboot) && h.boot == h.bootAtAttempt {
+		m.fail("finished without a reboot: %s recorded a finished reboot, but its host is still on the boot its cycle left", next.Name)
 	}
 }
+
+// index is the model's number of a node.
+func (m *model) index(name string) int { return slices.Index(m.nodeNames, name) }
 
 // checkRebootRequest judges a reboot request of node i at the moment it is made.
 func (m *model) checkRebootRequest(i int) {
@@ -79,10 +89,16 @@ func (m *model) checkRebootRequest(i int) {
 		m.fail("reboot of an undrained node: %s asked for a reboot while tainted=%t unschedulable=%t phase=%q",
 			name, nodeops.HasTaint(n), n.Spec.Unschedulable, st.Phase)
 	}
-	if ctl := m.step; ctl == nil || !ctl.armed {
-		m.fail("unrecorded reboot request: %s asked for a reboot without first recording the attempt in the same step", name)
-	} else {
-		ctl.armed = false
+	// Every request is an attempt recorded on the Node first, and no attempt is
+	// asked for twice, whatever restarted in between (hole 10).
+	attempt := fmt.Sprintf("%s/%d", st.BootIDBefore, st.RebootAttempts)
+	switch h := &m.w.hosts[i]; {
+	case st.RebootAttempts == 0:
+		m.fail("unrecorded reboot request: %s asked for a reboot with no attempt recorded on the Node", name)
+	case h.askedFor == attempt:
+		m.fail("reboot asked twice for one attempt: %s asked again for attempt %s", name, attempt)
+	default:
+		h.askedFor = attempt
 	}
 }
 

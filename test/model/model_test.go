@@ -22,7 +22,7 @@ func bound(t *testing.T, env string, def int) int {
 
 // allKinds are the fault kinds every test may draw from (see config.kinds);
 // conflict only in make model: each costs 10 ms of real time.
-var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset"}
+var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset", "edit"}
 
 func kindSet(names ...string) map[string]bool {
 	set := map[string]bool{}
@@ -81,6 +81,7 @@ func TestFaults(t *testing.T) {
 		"bump":   "hole 7 (a release that lost a conflict reported success)",
 		"crash":  "hole 10 (a restarted agent asked for a reboot again at once) and every crash window",
 		"sticky": "hole 1 (a reboot loop)",
+		"edit":   "hole 5 (a Rebooting phase without its boot id was taken as a finished reboot)",
 		"lose":   "the reboot timeout, the retry and Failed",
 		"drain":  "a failed drain: undo, release, back off",
 	} {

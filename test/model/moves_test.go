@@ -16,7 +16,7 @@ import (
 type move struct {
 	// step, renew, reboot, kubelet, tick; faults: crash (the agent process
 	// dies), lose (a reboot request that does nothing), sticky (a reboot that
-	// leaves the sentinel in place), block and reset (the operator's writes)
+	// leaves the sentinel in place), block, reset and edit (the operator's writes)
 	kind string
 	i    int
 	// A step first delivers this many queued Node and Lease writes to the
@@ -28,7 +28,7 @@ type move struct {
 
 func (mv move) fault() bool {
 	switch mv.kind {
-	case "crash", "lose", "sticky", "block", "reset":
+	case "crash", "lose", "sticky", "block", "reset", "edit":
 		return true
 	}
 	return mv.plan != plan{}
@@ -111,6 +111,9 @@ func (m *model) faultMoves() []move {
 		if k["reset"] && resettable(annotations) {
 			moves = append(moves, move{kind: "reset", i: i})
 		}
+		if k["edit"] && annotations[state.AnnotationBootIDBefore] != "" {
+			moves = append(moves, move{kind: "edit", i: i})
+		}
 	}
 	return moves
 }
@@ -190,7 +193,7 @@ func (m *model) apply(mv move) *stepCtl {
 	case "sticky":
 		m.reboot(mv.i)
 		w.hosts[mv.i].needs = true
-	case "block", "reset":
+	case "block", "reset", "edit":
 		m.interfere(nodeKey(m.name(mv.i)), mv.kind)
 	case "renew":
 		m.withStep(mv.i, plan{}, func(ctx context.Context) { _ = m.refs[mv.i].Renew(ctx) })

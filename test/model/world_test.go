@@ -69,6 +69,10 @@ type machine struct {
 	pending bool // a reboot was asked for and has not happened yet
 	asked   time.Time
 	reboots int
+	// askedFor is the last attempt asked for ("boot-id-before/attempt").
+	askedFor string
+	// bootAtAttempt is the boot the current cycle's first attempt left.
+	bootAtAttempt int
 }
 
 func (w *world) clone() *world {
@@ -174,8 +178,6 @@ type stepCtl struct {
 	// dead: the process died after a planned effect; nothing it does from
 	// then on reaches the world.
 	dead bool
-	// armed: this step recorded a reboot attempt, and may ask for one reboot.
-	armed bool
 	// resettable: the step began in a phase the operator may reset.
 	resettable bool
 }
@@ -346,7 +348,8 @@ func (m *model) effect(i int, e effect, apply func()) error {
 // interfere is another client's write to key landing in the middle of the
 // agent's step: bump is a write nodepatch does not read (a kubelet heartbeat,
 // an operator's unrelated annotation); block sets the operator's block; reset
-// is the operator removing the phase annotation (the documented retry).
+// is the operator removing the phase annotation (the documented retry); edit
+// removes the recorded boot id (an annotation edited away).
 func (m *model) interfere(key, kind string) {
 	const other = "model.nodepatch.io/other-writer"
 	kindOf, name := splitKey(key)
@@ -358,6 +361,8 @@ func (m *model) interfere(key, kind string) {
 			setAnnotation(&n.ObjectMeta, state.AnnotationBlockReboot, "operator: hold")
 		case "reset":
 			delete(n.Annotations, state.AnnotationPhase)
+		case "edit":
+			delete(n.Annotations, state.AnnotationBootIDBefore)
 		default:
 			setAnnotation(&n.ObjectMeta, other, toggle(n.Annotations[other]))
 		}
