@@ -197,10 +197,20 @@ func (r *run) restartControlPlane(ctx context.Context, e event) error {
 	r.restarts.Lock()
 	defer r.restarts.Unlock()
 	r.count(e.kind)
+	// While the watcher's informers list again they show a mix of moments.
+	r.watcher.Blind()
+	var err error
 	if e.kind == faultEtcdRestart {
-		return r.cp.RestartEtcd(ctx, e.dur)
+		err = r.cp.RestartEtcd(ctx, e.dur)
+	} else {
+		err = r.cp.RestartAPIServer(ctx, e.dur)
 	}
-	return r.cp.RestartAPIServer(ctx, e.dur)
+	if err != nil {
+		return err
+	}
+	catchCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return r.watcher.CatchUp(catchCtx)
 }
 
 // reregister deletes the node's Node and registers it again mid-cycle. Its

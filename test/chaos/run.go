@@ -234,7 +234,7 @@ func (r *run) nodeFlags(node string, limit int, generation int64) []string {
 // onRebootRequest runs when a host sees its agent's reboot request: the
 // watcher asks the API server whether the node holds a slot.
 func (r *run) onRebootRequest(node string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
 	defer cancel()
 	if err := r.watcher.CheckRebootRequest(ctx, node); err != nil {
 		r.harnessErr(err)

@@ -3,7 +3,9 @@ package sim
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +46,8 @@ type invariants struct {
 	violations              []Violation       // in the order seen
 	rebootChecks            int               // reboot requests checked against the API server
 	excusedReboots          []string          // reboot requests without a slot blamed on the operator
+	versions                map[string]string // "node/NAME" or "lease/NAME" -> resourceVersion seen
+	blind                   bool              // an outage: the cache may mix moments
 }
 
 // excuse is a node taken out of service under a slot an operator freed: it
@@ -56,7 +60,7 @@ type excuse struct {
 func newInvariants() invariants {
 	return invariants{
 		nodes: map[string]*corev1.Node{}, protected: map[string]bool{}, excused: map[string]excuse{},
-		reported: map[string]bool{},
+		reported: map[string]bool{}, versions: map[string]string{},
 	}
 }
 
@@ -220,6 +224,9 @@ func (w *Watcher) checkNode(node *corev1.Node) {
 // operator typed) do not count: the lock treats their slots as free.
 func (w *Watcher) checkBounds() {
 	inv := &w.inv
+	if inv.blind {
+		return
+	}
 	var holders []string
 	for _, h := range w.distinctHolders() {
 		if inv.nodes[h] != nil {
@@ -245,6 +252,82 @@ func (w *Watcher) checkBounds() {
 	if inv.outBound > 0 && len(out) > inv.outBound {
 		w.violate(fmt.Sprintf("%d nodes out of service %v over the limit %d", len(out), out, inv.outBound))
 	}
+}
+
+// noteVersion records the version of an object the cache now holds; w.mu
+// held. A deletion is newer than any version.
+func (w *Watcher) noteVersion(kind, name, version string, deleted bool) {
+	if deleted {
+		version = strconv.FormatUint(math.MaxUint64, 10)
+	}
+	w.inv.versions[kind+"/"+name] = version
+}
+
+// Blind stops the bound checks: the control plane is about to restart. When
+// the informers list again after it, they update one object after the
+// other, so for an instant the cache shows some objects' new state and
+// others' old one: a mix no moment ever had. CatchUp ends it.
+func (w *Watcher) Blind() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inv.blind = true
+}
+
+// CatchUp reads the Nodes and the lock's Leases from the API server, waits
+// until the cache holds those versions or newer (so it shows one moment
+// again), and checks the bounds again from then on.
+func (w *Watcher) CatchUp(ctx context.Context) error {
+	var want map[string]uint64
+	err := w.WaitFor(ctx, func() bool {
+		var err error
+		want, err = w.liveVersions(ctx)
+		return err == nil
+	})
+	if err != nil {
+		return fmt.Errorf("watcher: read the versions to catch up with: %w", err)
+	}
+	err = w.WaitFor(ctx, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for key, v := range want {
+			if parseVersion(w.inv.versions[key]) < v {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("watcher: catch up with the API server: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inv.blind = false
+	w.checkBounds()
+	return nil
+}
+
+func (w *Watcher) liveVersions(ctx context.Context) (map[string]uint64, error) {
+	nodes, err := w.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	leases, err := w.client.CoordinationV1().Leases(w.namespace).List(ctx, metav1.ListOptions{LabelSelector: LockLabel})
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]uint64{}
+	for _, n := range nodes.Items {
+		want["node/"+n.Name] = parseVersion(n.ResourceVersion)
+	}
+	for _, l := range leases.Items {
+		want["lease/"+l.Name] = parseVersion(l.ResourceVersion)
+	}
+	return want, nil
+}
+
+func parseVersion(v string) uint64 {
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return n
 }
 
 // violate records a Violation once per distinct message; w.mu held.

@@ -75,6 +75,18 @@ func testWatcherInvariants(t *testing.T, client kubernetes.Interface) {
 	setLeaseHolder(t, client, ns, "nodepatch-lock-1", "inv-b")
 	require.NoError(t, w.WaitFor(ctx, func() bool { return w.HolderOf("inv-b") }))
 	require.Len(t, w.Violations(), 3, "the same breach is reported once")
+
+	// Blind (a control plane restart): no bound checks until the cache has
+	// caught up with the API server, then at once.
+	w.Blind()
+	_, err = sim.CreateNode(ctx, client, "inv-c", nil, "inv-c-boot")
+	require.NoError(t, err)
+	createLease(t, client, ns, "nodepatch-lock-2", "inv-c")
+	require.NoError(t, w.WaitFor(ctx, func() bool { return w.HolderOf("inv-c") }))
+	require.Len(t, w.Violations(), 3, "blind")
+	require.NoError(t, w.CatchUp(ctx))
+	require.Len(t, w.Violations(), 4)
+	require.Contains(t, w.Violations()[3].What, "3 slot holders [inv-a inv-b inv-c] over the limit 1")
 }
 
 func testNodeDownAndUp(t *testing.T, client kubernetes.Interface) {

@@ -125,6 +125,7 @@ func (w *Watcher) onNode(obj any, deleted bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteVersion("node", node.Name, node.ResourceVersion, deleted)
 	if deleted {
 		delete(w.cordoned, node.Name)
 		delete(w.inv.nodes, node.Name)
@@ -162,6 +163,7 @@ func (w *Watcher) onLease(obj any, deleted bool) {
 	if lease.Spec.HolderIdentity != nil {
 		holder = *lease.Spec.HolderIdentity
 	}
+	w.noteVersion("lease", lease.Name, lease.ResourceVersion, deleted)
 	if deleted || holder == "" {
 		delete(w.holders, lease.Name)
 		w.checkBounds()
