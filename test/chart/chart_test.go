@@ -73,19 +73,19 @@ func TestLint(t *testing.T) {
 
 func TestRenderedObjects(t *testing.T) {
 	cases := map[string][]string{
-		"defaults": {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"defaults": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"tuned": {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"tuned": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"dnf-host": {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"dnf-host": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"prometheus-operator": {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"prometheus-operator": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ServiceMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
-		"pod-monitor": {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"pod-monitor": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "PodMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
-		"existing-service-account": {"Service", "DaemonSet"},
+		"existing-service-account": {"Service", "DaemonSet", "Deployment", "PodDisruptionBudget"},
 	}
 	require.Len(t, cases, len(valueSets), "every value set needs its expected objects")
 	for name, set := range valueSets {
@@ -110,7 +110,7 @@ var agentFlags = []string{
 	"reboot-days", "start-time", "end-time", "time-zone", "metrics-address", "log-format",
 	"dry-run", "host-root", "host-exec", "dbus-address", "patch", "patch-interval",
 	"patch-timeout", "patch-exclude", "patch-under-lock", "output-dir", "min-reboot-interval",
-	"max-repeated-reboots",
+	"max-repeated-reboots", "admission",
 }
 
 // agentArgs returns the agent container's flags as name → value, failing on a
@@ -154,6 +154,7 @@ func TestEveryAgentFlagComesFromAValue(t *testing.T) {
 		"sentinel-file": "/host/run/reboot-required", "sentinel-command": "",
 		"boot-id-file": "/proc/sys/kernel/random/boot_id", "reboot-method": "systemd",
 		"reboot-command": "", "reboot-timeout": "10m", "min-reboot-interval": "1h", "max-repeated-reboots": "3",
+		"admission":          "controller",
 		"drain-timeout":      "10m",
 		"drain-grace-period": "-1", "drain-pod-selector": "", "drain-retry-backoff": "1m",
 		"reboot-after-drain-timeout": "false", "reboot-days": "mon,tue,wed,thu,fri,sat,sun",
@@ -185,6 +186,7 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"--set", "agent.patch.underLock=true", "--set", "agent.hostRoot=/host",
 		"--set", "agent.hostExec=direct", "--set", "agent.dbusAddress=unix:path=/x/bus",
 		"--set", "metrics.port=9090", "--set", "agent.logFormat=json", "--set", "agent.dryRun=true",
+		"--set", "controller.enabled=false",
 		"--set", "agent.extraArgs={--kubeconfig=/etc/k}", "--set", "hostMounts.state.hostPath=/srv/np",
 	}
 	objs := ct.Objects(t, ct.Template(t, set...))
@@ -192,7 +194,7 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"lock-name": "np", "concurrency": "4", "period": "30s", "lock-ttl": "2h",
 		"sentinel-file": "/hr/needs-reboot", "sentinel-command": "test -e /run/x",
 		"boot-id-file": "/proc/x", "reboot-method": "command", "reboot-command": "shutdown -r now",
-		"reboot-timeout": "20m", "min-reboot-interval": "3h", "max-repeated-reboots": "5",
+		"reboot-timeout": "20m", "min-reboot-interval": "3h", "max-repeated-reboots": "5", "admission": "none",
 		"drain-timeout": "5m", "drain-grace-period": "30",
 		"drain-pod-selector": "app!=db", "drain-retry-backoff": "2m",
 		"reboot-after-drain-timeout": "true", "reboot-days": "mon,fri", "start-time": "22:00",
@@ -299,15 +301,15 @@ func TestRBAC(t *testing.T) {
 		rule([]any{"apps"}, []any{"daemonsets"}, []any{"get"}),
 		rule([]any{""}, []any{"events"}, []any{"create", "patch"}),
 		rule([]any{"events.k8s.io"}, []any{"events"}, []any{"create", "patch"}),
-	}, ct.Find(t, objs, "ClusterRole")["rules"])
+	}, ct.FindNamed(t, objs, "ClusterRole", "nodepatch")["rules"])
 	require.Equal(t, []any{
 		rule([]any{"coordination.k8s.io"}, []any{"leases"}, []any{"get", "list", "watch", "create", "update", "patch"}),
-	}, ct.Find(t, objs, "Role")["rules"])
+	}, ct.FindNamed(t, objs, "Role", "nodepatch")["rules"])
 	subject := []any{map[string]any{"kind": "ServiceAccount", "name": "nodepatch", "namespace": "nodepatch"}}
-	require.Equal(t, subject, ct.Find(t, objs, "ClusterRoleBinding")["subjects"])
-	require.Equal(t, subject, ct.Find(t, objs, "RoleBinding")["subjects"])
-	require.Equal(t, "nodepatch", ct.Find(t, objs, "Role").Name())
-	require.Equal(t, "nodepatch", ct.Path(t, map[string]any(ct.Find(t, objs, "Role")), "metadata", "namespace"))
+	require.Equal(t, subject, ct.FindNamed(t, objs, "ClusterRoleBinding", "nodepatch")["subjects"])
+	require.Equal(t, subject, ct.FindNamed(t, objs, "RoleBinding", "nodepatch")["subjects"])
+	require.Equal(t, "nodepatch", ct.FindNamed(t, objs, "Role", "nodepatch").Name())
+	require.Equal(t, "nodepatch", ct.Path(t, map[string]any(ct.FindNamed(t, objs, "Role", "nodepatch")), "metadata", "namespace"))
 }
 
 func TestAdmissionPolicyMatchesOnlyTheAgent(t *testing.T) {

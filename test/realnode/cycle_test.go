@@ -92,6 +92,7 @@ func TestChartPatchesAndRebootsARealNode(t *testing.T) {
 	require.Equal(t, 1, watcher.MaxCordoned(), "nodes out of service at once")
 	require.Equal(t, 1, watcher.RebootCompletions(cycleNode), "reboots the watcher saw")
 	logPhases(t, timeline, installed, agentUp, done)
+	requireReleasedAfterUncordon(t, timeline)
 	requireAgentLog(t, n, agentPod, "reboot")
 
 	t.Run("helm upgrade in the middle of a forced reboot", func(t *testing.T) {
@@ -154,6 +155,9 @@ func testNetworkValues(t *testing.T, cp *harness.ControlPlane) []string {
 		"--set", "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "agent.extraEnv[0].value=" + u.Hostname(),
 		"--set", "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", "agent.extraEnv[1].value=" + u.Port(),
 		"--set", "extraTolerations[0].key=" + TestTaintKey, "--set", "extraTolerations[0].operator=Exists",
+		// The rollout controller's Deployment has no host-network settings for a
+		// node without a pod network; the agents run as without a controller.
+		"--set", "controller.enabled=false",
 	}
 }
 
@@ -365,6 +369,15 @@ func waitCycleDone(t *testing.T, client kubernetes.Interface, tl *Timeline, time
 		return true, nil
 	})
 	require.NoError(t, err, "the cycle of %s did not finish (%s); agent log:\n%s\nnode console:\n%s", tl.node, last, agentLogTail(n), n.Tail())
+}
+
+// requireReleasedAfterUncordon: the slot is handed on only once the node is
+// back in service, so a second node cannot start while this one is out.
+func requireReleasedAfterUncordon(t *testing.T, tl *Timeline) {
+	t.Helper()
+	before, err := tl.Before(EventUntainted, EventLockReleased)
+	require.NoError(t, err)
+	require.True(t, before, "the lock of %s was released before its node was untainted and uncordoned:\n%s", tl.node, tl.Log())
 }
 
 // logPhases prints the measured durations, one line each, for the record.

@@ -116,3 +116,17 @@ allows no other) as a whole number of seconds, for comparisons with time().
 {{- fail "metrics.serviceMonitor needs metrics.service.enabled: a ServiceMonitor finds the agents through the Service" }}
 {{- end }}
 {{- end }}
+
+{{/* Labels that select the rollout controller's pods (not the agents'). */}}
+{{- define "nodepatch.controllerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "nodepatch.name" . }}-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "nodepatch.controllerLabels" -}}
+helm.sh/chart: {{ include "nodepatch.chart" . }}
+{{ include "nodepatch.controllerSelectorLabels" . }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}

@@ -182,6 +182,19 @@ func Find(t testing.TB, objs []Object, kind string) Object {
 	return found[0]
 }
 
+// FindNamed returns the one object of the given kind and name.
+func FindNamed(t testing.TB, objs []Object, kind, name string) Object {
+	t.Helper()
+	var found []Object
+	for _, o := range FindAll(objs, kind) {
+		if o.Name() == name {
+			found = append(found, o)
+		}
+	}
+	require.Len(t, found, 1, "want exactly one %s %s", kind, name)
+	return found[0]
+}
+
 // FindAll returns every object of the given kind.
 func FindAll(objs []Object, kind string) []Object {
 	var found []Object
