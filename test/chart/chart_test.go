@@ -79,10 +79,10 @@ func TestRenderedObjects(t *testing.T) {
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
 		"dnf-host": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"prometheus-operator": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"prometheus-operator": {"Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ServiceMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
-		"pod-monitor": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"pod-monitor": {"Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "PodMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
 		"existing-service-account": {"Service", "DaemonSet", "Deployment", "PodDisruptionBudget"},
@@ -332,10 +332,12 @@ func TestMonitoringSwitches(t *testing.T) {
 		want []string
 	}{
 		{"auto without the API", nil, nil},
-		{"auto with the API", []string{"--api-versions", "monitoring.coreos.com/v1"}, []string{"ServiceMonitor", "PrometheusRule"}},
-		{"forced without the API", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "alerts.enabled=true"}, []string{"ServiceMonitor", "PrometheusRule"}},
+		// The controller's replicas are scraped by a PodMonitor of their own.
+		{"auto with the API", []string{"--api-versions", "monitoring.coreos.com/v1"}, []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}},
+		{"forced without the API", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "alerts.enabled=true"}, []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}},
 		{"off with the API", []string{"--api-versions", "monitoring.coreos.com/v1", "--set", "metrics.serviceMonitor.enabled=false", "--set", "alerts.enabled=false"}, nil},
-		{"pod monitor", []string{"--api-versions", "monitoring.coreos.com/v1", "--set", "metrics.serviceMonitor.enabled=false", "--set", "metrics.podMonitor.enabled=auto"}, []string{"PodMonitor", "PrometheusRule"}},
+		{"pod monitor", []string{"--api-versions", "monitoring.coreos.com/v1", "--set", "metrics.serviceMonitor.enabled=false", "--set", "metrics.podMonitor.enabled=auto"}, []string{"PodMonitor", "PodMonitor", "PrometheusRule"}},
+		{"no controller", []string{"--api-versions", "monitoring.coreos.com/v1", "--set", "controller.enabled=false"}, []string{"ServiceMonitor", "PrometheusRule"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ alert per node across agent pod restarts.
 {{- $job := include "nodepatch.job" . }}
 {{- $sel := printf "job=%q" $job }}
 {{- $runbook := trimSuffix "/" $al.runbookBaseURL }}
+{{- $ctlSel := printf "job=%q" (printf "%s-controller" $job) }}
 {{- /* the rule file starts here */ -}}
 groups:
   - name: nodepatch
@@ -141,6 +142,59 @@ groups:
           summary: "Node {{`{{ $labels.node }}`}} still asks for a reboot right after one ({{`{{ $labels.reason }}`}})."
           description: "The host behind node {{`{{ $labels.node }}`}} still reported that it needs a reboot on the first look after a verified reboot: the reboot does not clear the need (a sentinel on persistent storage, a bootloader booting the old kernel, a command that always says yes). recent-reboot: the next reboot waits --min-reboot-interval; reboot-loop: it is held until an operator looks."
           runbook_url: {{ printf "%s#nodepatchrebootloop" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- if .Values.controller.enabled }}
+      {{- with $al.controllerDown }}
+      {{- if .enabled }}
+      - alert: NodepatchControllerDown
+        expr: max(nodepatch_controller_is_leader{ {{- $ctlSel -}} }) < 1 or absent(nodepatch_controller_is_leader{ {{- $ctlSel -}} })
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "No nodepatch rollout controller has led for %s." .for | quote }}
+          description: "No replica of the rollout controller leads (or none is scraped). Cycles under way finish, but no node is admitted to a new one: reboots the hosts ask for wait."
+          runbook_url: {{ printf "%s#nodepatchcontrollerdown" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.rolloutStalled }}
+      {{- if .enabled }}
+      - alert: NodepatchRolloutStalled
+        expr: |-
+          max(nodepatch_controller_queue_length{ {{- $ctlSel -}} } * on (instance) nodepatch_controller_is_leader{ {{- $ctlSel -}} }) > 0
+          and
+          sum(increase(nodepatch_controller_admissions_total{ {{- $ctlSel -}} }[{{ .window }}])) == 0
+          unless
+          max(nodepatch_controller_holds{ {{- $ctlSel -}} , rule="paused"}) > 0
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "Nodes wait for a reboot and none has been admitted for %s." .window | quote }}
+          description: {{ printf "The rollout controller has nodes waiting for admission but admitted none within %s, and the rollout is not paused: a node out of service (NotReady, cordoned, or a cycle that does not finish) keeps the limit full, or every waiting node is held by a rule (nodepatch_controller_holds says which)." .window | quote }}
+          runbook_url: {{ printf "%s#nodepatchrolloutstalled" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.failureBudgetSpent }}
+      {{- if .enabled }}
+      - alert: NodepatchFailureBudgetSpent
+        expr: sum(increase(nodepatch_controller_failure_budget_trips_total{ {{- $ctlSel -}} }[{{ .window }}])) > 0
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "The failure budget paused the rollout."
+          description: "Too many reboot cycles failed within the failure budget's window: the rollout controller paused the rollout (nodepatch.io/pause on the lock's header Lease names the failed nodes). Nothing more reboots until an operator resumes it."
+          runbook_url: {{ printf "%s#nodepatchfailurebudgetspent" $runbook | quote }}
+      {{- end }}
       {{- end }}
       {{- end }}
       {{- with $al.bootIDMismatch }}
