@@ -29,6 +29,8 @@ type config struct {
 	//   reset     the operator removes the phase annotation, likewise (of a
 	//             Draining or Failed node)
 	//   edit      the operator removes the recorded boot id, between steps
+	//   race      another agent's whole step runs right before any effect of
+	//             a step (between its reads and its write)
 	//   conflict  the operator's block lands between the agent's read and its
 	//             write of its Node instead (a 409; see plan)
 	kinds    map[string]bool
@@ -113,7 +115,7 @@ func (c *checker) explore(s *snapshot, depth int) {
 		m.restore(s)
 		ctl := m.apply(mv)
 		if ctl != nil && s.w.faults < m.cfg.faults {
-			faults = append(faults, variants(mv, ctl, m.cfg.kinds)...)
+			faults = append(faults, variants(mv, ctl, m.cfg)...)
 		}
 		if c.child(s, mv, ctl, depth) {
 			settled = false

@@ -22,7 +22,7 @@ func bound(t *testing.T, env string, def int) int {
 
 // allKinds are the fault kinds every test may draw from (see config.kinds);
 // conflict only in make model: each costs 10 ms of real time.
-var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset", "edit"}
+var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset", "edit", "race"}
 
 func kindSet(names ...string) map[string]bool {
 	set := map[string]bool{}
@@ -56,10 +56,7 @@ func run(t *testing.T, cfg config) *result {
 // every kind (make model); by default TestFaults takes them one kind at a time.
 func TestExhaustiveInterleavings(t *testing.T) {
 	faults := bound(t, "NODEPATCH_MODEL_FAULTS", 0)
-	kinds := allKinds
-	if faults > 0 {
-		kinds = append(kinds, "conflict")
-	}
+	kinds := allKinds // conflict has TestNodeConflicts: it sleeps
 	for _, limit := range []int{1, 2} {
 		cfg := baseConfig(t, limit, faults, kinds...)
 		t.Run("limit-"+strconv.Itoa(limit), func(t *testing.T) {
@@ -81,6 +78,7 @@ func TestFaults(t *testing.T) {
 		"bump":   "hole 7 (a release that lost a conflict reported success)",
 		"crash":  "hole 10 (a restarted agent asked for a reboot again at once) and every crash window",
 		"sticky": "hole 1 (a reboot loop)",
+		"race":   "two agents racing for one slot, or a step between another's read and write",
 		"edit":   "hole 5 (a Rebooting phase without its boot id was taken as a finished reboot)",
 		"lose":   "the reboot timeout, the retry and Failed",
 		"drain":  "a failed drain: undo, release, back off",

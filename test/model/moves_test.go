@@ -55,6 +55,9 @@ func (mv move) String() string {
 	if p.drainFails {
 		s += " [drain fails]"
 	}
+	if p.raceAt > 0 {
+		s += fmt.Sprintf(" [node-%d's step runs right before its effect %d]", p.racer, p.raceAt)
+	}
 	return s
 }
 
@@ -120,9 +123,10 @@ func (m *model) faultMoves() []move {
 
 // variants are the faults that may strike inside a step, found from what the
 // step did without them: a crash after each of its effects, another client's
-// write right before each of its writes or its reads of its Node, a failing
-// drain.
-func variants(step move, ctl *stepCtl, kinds map[string]bool) []move {
+// write right before each of its writes or its reads of its Node, another
+// agent's step right before each effect, a failing drain.
+func variants(step move, ctl *stepCtl, cfg config) []move {
+	kinds := cfg.kinds
 	var plans []plan
 	for k, e := range ctl.effects {
 		n := k + 1
@@ -139,6 +143,9 @@ func variants(step move, ctl *stepCtl, kinds map[string]bool) []move {
 		case e.kind == "update" && strings.HasPrefix(e.key, "node/") && kinds["conflict"]:
 			plans = append(plans, plan{interfereAt: n, interfere: "block"})
 		}
+	}
+	if kinds["race"] {
+		plans = append(plans, races(step.i, len(ctl.effects), cfg.nodes)...)
 	}
 	for r := range ctl.nodeGets {
 		if kinds["block"] {
@@ -157,6 +164,20 @@ func variants(step move, ctl *stepCtl, kinds map[string]bool) []move {
 		moves[k].plan = p
 	}
 	return moves
+}
+
+// races are the plans that run each other agent's step right before each of
+// the first effects of a step of agent i.
+func races(i, effects, agents int) []plan {
+	var plans []plan
+	for k := range effects {
+		for j := range agents {
+			if j != i {
+				plans = append(plans, plan{raceAt: k + 1, racer: j})
+			}
+		}
+	}
+	return plans
 }
 
 // resettable: the operator removes the phase of a Failed node (the documented

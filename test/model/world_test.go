@@ -201,8 +201,11 @@ type plan struct {
 	crashAt     int
 	interfereAt int
 	atGet       int
-	interfere   string // bump (a write nodepatch does not read), block or reset (the operator's)
+	interfere   string // bump (a write nodepatch does not read), block, reset or edit (the operator's)
 	drainFails  bool
+	// raceAt runs node racer's whole next step right before effect raceAt:
+	// the two agents race, e.g. both read a slot free and both write it.
+	raceAt, racer int
 }
 
 func (m *model) name(i int) string { return fmt.Sprintf("node-%d", i) }
@@ -311,6 +314,19 @@ func (m *model) withStep(i int, p plan, fn func(context.Context)) *stepCtl {
 	return ctl
 }
 
+// race runs agent j's next step inside the current one, with everything
+// queued for its caches delivered first (the racer that knows most).
+func (m *model) race(j int) {
+	if m.agents[j] == nil {
+		return
+	}
+	outer := m.step
+	c := m.w.caches[j]
+	c.deliver(len(c.nodeQ), len(c.leaseQ))
+	m.withStep(j, plan{}, func(ctx context.Context) { _, _, _ = m.agents[j].ReconcileOnce(ctx) })
+	m.step = outer
+}
+
 // errDead is what a dead process's calls return: they never happen.
 var errDead = errors.New("model: the agent process is dead")
 
@@ -336,6 +352,9 @@ func (m *model) effect(i int, e effect, apply func()) error {
 	clear(ctl.polls)
 	if ctl.plan.interfereAt == k {
 		m.interfere(e.key, ctl.plan.interfere)
+	}
+	if ctl.plan.raceAt == k {
+		m.race(ctl.plan.racer)
 	}
 	apply()
 	if ctl.plan.crashAt == k {
