@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -183,4 +184,48 @@ func TestTwoControllersOneLeader(t *testing.T) {
 	c.waitRebooted(1, names...)
 	require.Equal(t, 1, c.watcher.MaxHolders(), "lock holders at once with two controllers")
 	require.Equal(t, 1, c.watcher.MaxCordoned())
+}
+
+// TestMixedAgentsDuringUpgrade: during a helm upgrade some agents still race
+// for slots on their own (--admission=none) while the new ones wait for the
+// controller; the limit the controller keeps binds both.
+func TestMixedAgentsDuringUpgrade(t *testing.T) {
+	c := newCluster(t, setup{nodes: 4, concurrency: 4, nodeFlags: map[string][]string{
+		nodeName(0): {"--admission=none"}, nodeName(1): {"--admission=none"},
+		nodeName(2): {"--admission=controller"}, nodeName(3): {"--admission=controller"},
+	}})
+	c.startController("ctl-0", "--max-unavailable=1")
+	c.waitFor("the controller's limit on the lock", time.Minute, func() bool {
+		header, err := c.client.CoordinationV1().Leases(namespace).Get(c.ctx, "nodepatch-lock", metav1.GetOptions{})
+		return err == nil && header.Annotations["nodepatch.io/limit-source"] == "controller"
+	})
+	names := []string{nodeName(0), nodeName(1), nodeName(2), nodeName(3)}
+	c.needReboot(names...)
+	c.waitRebooted(1, names...)
+	require.Equal(t, 1, c.watcher.MaxHolders(), "lock holders at once with old and new agents")
+	require.Equal(t, 1, c.watcher.MaxCordoned())
+}
+
+// TestMaxUnavailableChangedMidRollout: the limit raised, then lowered, while
+// nodes reboot; never more out than the limit in force allows.
+func TestMaxUnavailableChangedMidRollout(t *testing.T) {
+	var names []string
+	for i := range 6 {
+		names = append(names, nodeName(i))
+	}
+	c := newCluster(t, setup{nodes: 6, concurrency: 6, rebootTime: 2 * time.Second, flags: []string{"--admission=controller"}})
+	ctl := c.startController("ctl-0", "--max-unavailable=1")
+	c.needReboot(names...)
+	c.waitFor("the first node to be rebooted", time.Minute, func() bool { return c.watcher.TotalRebootCompletions() >= 1 })
+	require.Equal(t, 1, c.watcher.MaxHolders(), "holders at once before the change")
+	require.NoError(t, ctl.Stop(5*time.Second))
+	ctl = c.startController("ctl-1", "--max-unavailable=2")
+	c.waitFor("two nodes in a cycle at once", 2*time.Minute, func() bool { return c.watcher.MaxHolders() == 2 })
+	require.NoError(t, ctl.Stop(5*time.Second))
+	c.startController("ctl-2", "--max-unavailable=1")
+	c.waitRebooted(1, names...)
+	require.LessOrEqual(t, c.watcher.MaxHolders(), 2, "holders at once over the whole rollout")
+	for _, n := range names {
+		require.Equal(t, 1, c.sup.Reboots(n), "%s rebooted more than once", n)
+	}
 }
