@@ -4,16 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,8 +17,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodepatch/nodepatch/pkg/lock"
-	"github.com/nodepatch/nodepatch/pkg/nodeops"
 	"github.com/nodepatch/nodepatch/pkg/state"
+	"github.com/nodepatch/nodepatch/pkg/status"
 	"github.com/nodepatch/nodepatch/pkg/version"
 )
 
@@ -69,7 +65,7 @@ func newStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := readStatus(cmd.Context(), client, c)
+			st, err := status.Read(cmd.Context(), client, c.namespace, c.lockName)
 			if err != nil {
 				return err
 			}
@@ -78,156 +74,12 @@ func newStatusCommand() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
 			}
-			return st.print(cmd.OutOrStdout(), time.Now())
+			return st.Print(cmd.OutOrStdout(), time.Now())
 		},
 	}
 	c.bind(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd
-}
-
-// clusterStatus is what `nodepatch status` shows.
-type clusterStatus struct {
-	Lock  lockStatus   `json:"lock"`
-	Nodes []nodeStatus `json:"nodes"`
-}
-
-type lockStatus struct {
-	Namespace string   `json:"namespace"`
-	Name      string   `json:"name"`
-	Slots     int      `json:"slots"`
-	Holders   []string `json:"holders"`
-	Paused    string   `json:"paused,omitempty"`
-}
-
-type nodeStatus struct {
-	Name       string    `json:"name"`
-	Phase      string    `json:"phase"`
-	Ready      bool      `json:"ready"`
-	Cordoned   string    `json:"cordoned"`
-	HoldsLock  bool      `json:"holdsLock"`
-	Blocked    string    `json:"blocked,omitempty"`
-	Forced     bool      `json:"forced,omitempty"`
-	LastReboot time.Time `json:"lastReboot,omitzero"`
-	CycleSince time.Time `json:"cycleStarted,omitzero"`
-	Malformed  string    `json:"malformedAnnotations,omitempty"`
-	RetryAfter time.Time `json:"retryAfter,omitzero"`
-}
-
-func readStatus(ctx context.Context, client kubernetes.Interface, c clusterFlags) (clusterStatus, error) {
-	leases, err := client.CoordinationV1().Leases(c.namespace).List(ctx, metav1.ListOptions{LabelSelector: lock.Selector(c.lockName).String()})
-	if err != nil {
-		return clusterStatus{}, fmt.Errorf("reading the lock in namespace %s: %w", c.namespace, err)
-	}
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return clusterStatus{}, fmt.Errorf("listing nodes: %w", err)
-	}
-	st := clusterStatus{Lock: summarizeLock(leases.Items, c)}
-	holders := map[string]bool{}
-	for _, h := range st.Lock.Holders {
-		holders[strings.SplitN(h, " ", 2)[0]] = true
-	}
-	for i := range nodes.Items {
-		st.Nodes = append(st.Nodes, summarizeNode(&nodes.Items[i], holders))
-	}
-	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
-	return st, nil
-}
-
-func summarizeLock(leases []coordinationv1.Lease, c clusterFlags) lockStatus {
-	ls := lockStatus{Namespace: c.namespace, Name: c.lockName}
-	for _, l := range leases {
-		if l.Name == c.lockName {
-			ls.Paused = l.Annotations[state.AnnotationPause]
-			continue
-		}
-		ls.Slots++
-		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-			ls.Holders = append(ls.Holders, *l.Spec.HolderIdentity+" ("+l.Name+")")
-		}
-	}
-	return ls
-}
-
-func summarizeNode(node *corev1.Node, holders map[string]bool) nodeStatus {
-	st, parseErr := state.Parse(node.Annotations)
-	ns := nodeStatus{
-		Name: node.Name, Phase: string(st.Phase), HoldsLock: holders[node.Name], Blocked: st.BlockReason,
-		Forced: st.Force, LastReboot: st.LastReboot, CycleSince: st.CycleStarted, RetryAfter: st.RetryAfter,
-		Cordoned: "no",
-	}
-	if ns.Phase == "" {
-		ns.Phase = "Idle"
-	}
-	if parseErr != nil {
-		ns.Malformed = parseErr.Error()
-	}
-	if node.Spec.Unschedulable {
-		ns.Cordoned = "by operator"
-		if st.CordonedByUs {
-			ns.Cordoned = "by nodepatch"
-		}
-	}
-	if nodeops.HasTaint(node) && ns.Cordoned == "no" {
-		ns.Cordoned = "tainted only"
-	}
-	for _, cond := range node.Status.Conditions {
-		if cond.Type == corev1.NodeReady {
-			ns.Ready = cond.Status == corev1.ConditionTrue
-		}
-	}
-	return ns
-}
-
-func (s clusterStatus) print(w io.Writer, now time.Time) error {
-	paused := "no"
-	if s.Lock.Paused != "" {
-		paused = fmt.Sprintf("yes (%s)", s.Lock.Paused)
-	}
-	fmt.Fprintf(w, "lock %s/%s: %d of %d slots held; paused: %s\n\n", s.Lock.Namespace, s.Lock.Name, len(s.Lock.Holders), s.Lock.Slots, paused)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPHASE\tREADY\tCORDONED\tLOCK\tBLOCKED\tFORCED\tLAST REBOOT\tNOTE")
-	for _, n := range s.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%t\t%s\t%s\n", n.Name, n.Phase, n.Ready, n.Cordoned, yesNo(n.HoldsLock),
-			dash(n.Blocked), n.Forced, ago(now, n.LastReboot), n.note(now))
-	}
-	return tw.Flush()
-}
-
-func (n nodeStatus) note(now time.Time) string {
-	switch {
-	case n.Malformed != "":
-		return "malformed: " + n.Malformed
-	case n.Phase == string(state.PhaseFailed):
-		return "reboot failed; see Events; remove annotation " + state.AnnotationPhase + " to retry"
-	case !n.CycleSince.IsZero():
-		return "in cycle for " + now.Sub(n.CycleSince).Round(time.Second).String()
-	case now.Before(n.RetryAfter):
-		return "drain failed; retry in " + n.RetryAfter.Sub(now).Round(time.Second).String()
-	}
-	return ""
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "held"
-	}
-	return "-"
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
 func newPauseCommand() *cobra.Command {

@@ -125,6 +125,15 @@ func holdAll(plan policy.Plan) policy.Plan {
 	return plan
 }
 
+// PolicyNodes are the Nodes as the policy sees them.
+func PolicyNodes(nodes []*corev1.Node) []policy.Node {
+	out := make([]policy.Node, len(nodes))
+	for i, n := range nodes {
+		out[i], _ = policyNode(n)
+	}
+	return out
+}
+
 // policyNode is a Node as the policy sees it, and its nodepatch state.
 func policyNode(n *corev1.Node) (policy.Node, state.Node) {
 	st, _ := state.Parse(n.Annotations) // malformed values read as their safest meaning

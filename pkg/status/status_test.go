@@ -1,0 +1,56 @@
+package status
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodepatch/nodepatch/pkg/lock"
+	"github.com/nodepatch/nodepatch/pkg/state"
+)
+
+func TestSummarizeTheRollout(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	node := func(name string, ann map[string]string) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}}
+	}
+	holder := "c"
+	leases := []coordinationv1.Lease{
+		{ObjectMeta: metav1.ObjectMeta{Name: "nodepatch-lock", Annotations: map[string]string{
+			lock.AnnotationLimit: "2", lock.AnnotationLimitGeneration: "0", lock.AnnotationLimitSource: lock.LimitSourceController}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "nodepatch-lock-0"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}},
+	}
+	nodes := []corev1.Node{
+		node("a", map[string]string{state.AnnotationNeedSince: at(-time.Minute)}),
+		node("b", map[string]string{state.AnnotationNeedSince: at(-time.Hour)}),
+		node("c", map[string]string{state.AnnotationPhase: "Rebooting"}),
+		node("d", map[string]string{state.AnnotationAdmitted: at(0), state.AnnotationNeedSince: at(-2 * time.Hour)}),
+		node("e", map[string]string{state.AnnotationLastReboot: at(-time.Hour)}),
+		node("f", map[string]string{state.AnnotationPhase: "Failed"}),
+		node("g", map[string]string{state.AnnotationNeedSince: at(-time.Second), state.AnnotationPriority: "5"}),
+	}
+	r := Summarize(leases, nodes, "nodepatch", "nodepatch-lock")
+	require.Equal(t, map[string]int{"pending": 3, "in progress": 2, "done": 1, "failed": 1}, r.Rollout.Counts)
+	var order []string
+	for _, q := range r.Rollout.Queue {
+		order = append(order, q.Node)
+	}
+	require.Equal(t, []string{"g", "b", "a"}, order, "priority first, then the oldest need")
+	require.Equal(t, []string{"d"}, r.Rollout.Admitted)
+	require.Equal(t, 2, r.Lock.Limit)
+	require.Equal(t, "rollout controller", r.Lock.LimitSource)
+	require.True(t, r.Nodes[2].HoldsLock)
+
+	var out bytes.Buffer
+	require.NoError(t, r.Print(&out, now))
+	for _, want := range []string{"rollout: 3 pending, 2 in progress, 1 done, 1 failed; limit 2 (set by the rollout controller)",
+		"admitted, starting: d", "next: g (waiting 1s, priority 5)", "#2: b (waiting 1h0m0s)"} {
+		require.Contains(t, out.String(), want)
+	}
+}
