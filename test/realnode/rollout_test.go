@@ -82,6 +82,7 @@ func TestChartRollsTwoRealNodes(t *testing.T) {
 		require.NotContains(t, after, string(p.UID), "pod %s on %s was never evicted", p.Name, p.Spec.NodeName)
 	}
 	for _, name := range names {
+		requireReleasedAfterUncordon(t, timelines[name])
 		out, err := timelines[name].Between(EventTainted, EventUntainted)
 		require.NoError(t, err)
 		drain, err := timelines[name].Between(EventDraining, EventRebooting)

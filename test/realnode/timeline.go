@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +28,7 @@ const (
 	EventReadyNewBoot  = "ready-new-boot" // Ready again, from that boot
 	EventUntainted     = "untainted"      // taint and cordon gone after the cycle
 	EventLockTaken     = "lock-taken"     // a slot Lease names the node
-	EventLockReleased  = "lock-released"  // and then no longer does
+	EventLockReleased  = "lock-released"  // and then that Lease no longer does
 	rebootingTaintKey  = "nodepatch.io/rebooting"
 	phaseAnnotation    = "nodepatch.io/phase"
 	lockLabelSelector  = "nodepatch.io/lock"
@@ -41,13 +43,17 @@ type Timeline struct {
 
 	mu       sync.Mutex
 	at       map[string]time.Time
-	firstBot string // boot id when the timeline started
+	rv       map[string]uint64 // resourceVersion of the object that showed the event
+	firstBot string            // boot id when the timeline started
+	seenRV   string            // resourceVersion of the object being handled
+	log      []string          // what each event showed, for failure messages
+	held     map[string]bool   // lease name -> it names this node
 }
 
 // StartTimeline watches node and the lock Leases in namespace.
 func StartTimeline(ctx context.Context, client kubernetes.Interface, node, namespace string) (*Timeline, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
-	tl := &Timeline{node: node, cancel: cancel, at: map[string]time.Time{}}
+	tl := &Timeline{node: node, cancel: cancel, at: map[string]time.Time{}, rv: map[string]uint64{}, held: map[string]bool{}}
 	nodes := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
 	}))
@@ -92,11 +98,14 @@ func (tl *Timeline) onNode(obj any) {
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
+	tl.seenRV = node.ResourceVersion
 	boot := node.Status.NodeInfo.BootID
 	if tl.firstBot == "" {
 		tl.firstBot = boot
 	}
 	tainted := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == rebootingTaintKey })
+	tl.log = append(tl.log, fmt.Sprintf("rv %s node: tainted=%t unschedulable=%t phase=%q cordoned-by=%q ready=%t boot=%s",
+		node.ResourceVersion, tainted, node.Spec.Unschedulable, node.Annotations[phaseAnnotation], node.Annotations[cordonedAnnotation], NodeReady(node), boot))
 	if tainted {
 		tl.note(EventTainted)
 	}
@@ -129,20 +138,46 @@ func (tl *Timeline) onLease(obj any) {
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
+	tl.seenRV = lease.ResourceVersion
 	holds := lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity == tl.node
+	tl.log = append(tl.log, fmt.Sprintf("rv %s lease %s: held by this node=%t", lease.ResourceVersion, lease.Name, holds))
 	if holds {
 		tl.note(EventLockTaken)
-	}
-	if _, taken := tl.at[EventLockTaken]; taken && !holds {
+	} else if tl.held[lease.Name] {
 		tl.note(EventLockReleased)
 	}
+	tl.held[lease.Name] = holds
 }
 
-// note stamps event the first time; tl.mu held.
+// note stamps event the first time, with the resourceVersion of the object
+// being handled; tl.mu held.
 func (tl *Timeline) note(event string) {
 	if _, ok := tl.at[event]; !ok {
 		tl.at[event] = time.Now()
+		tl.rv[event], _ = strconv.ParseUint(tl.seenRV, 10, 64)
 	}
+}
+
+// Log is what each event showed, in arrival order.
+func (tl *Timeline) Log() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return strings.Join(tl.log, "\n")
+}
+
+// Before reports whether the write that showed event a came before the one
+// that showed b, by resourceVersion. Node and Lease events come through
+// separate watches, whose arrival order says nothing; the resourceVersions
+// of one etcd-backed API server are its store's revisions, which are
+// ordered across objects.
+func (tl *Timeline) Before(a, b string) (bool, error) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	ra, rb := tl.rv[a], tl.rv[b]
+	if ra == 0 || rb == 0 {
+		return false, fmt.Errorf("timeline: no resourceVersion for %s (%d) or %s (%d)", a, ra, b, rb)
+	}
+	return ra < rb, nil
 }
 
 // At is when event was first seen, and whether it was.
