@@ -19,14 +19,8 @@ func newAgentCommand() *cobra.Command {
 		Short: "Run the per-node agent (the DaemonSet's container)",
 		Long: "Run the per-node agent. Every flag can also be set with an environment variable\n" +
 			"NODEPATCH_<FLAG> (for --drain-timeout: NODEPATCH_DRAIN_TIMEOUT); the command line wins.",
-		Args: cobra.NoArgs,
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			_, err := o.Validate()
-			return err
-		},
+		Args:    cobra.NoArgs,
+		PreRunE: envThenValidate(func() error { _, err := o.Validate(); return err }),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return agent.Start(cmd.Context(), o, newLogger(o.LogFormat))
 		},

@@ -18,14 +18,8 @@ func newControllerCommand() *cobra.Command {
 		Long: "Run the rollout controller. Replicas elect a leader on a Lease; the leader decides which\n" +
 			"nodes may start a reboot cycle (agents run with --admission=controller) and keeps the limit\n" +
 			"on the lock's header Lease. Every flag can also be set with NODEPATCH_<FLAG>.",
-		Args: cobra.NoArgs,
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
-			}
-			_, err := o.Validate()
-			return err
-		},
+		Args:    cobra.NoArgs,
+		PreRunE: envThenValidate(func() error { _, err := o.Validate(); return err }),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return controller.Start(cmd.Context(), o, newLogger(o.LogFormat))
 		},

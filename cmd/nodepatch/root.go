@@ -31,6 +31,18 @@ func newVersionCommand() *cobra.Command {
 	}
 }
 
+// envThenValidate is a PreRunE: the NODEPATCH_* variables fill the flags not
+// given, then the options are checked, so a bad value stops the command before
+// it starts, naming the flag or the variable.
+func envThenValidate(validate func() error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := applyEnv(cmd.Flags()); err != nil {
+			return err
+		}
+		return validate()
+	}
+}
+
 // envName is the environment variable that stands in for a flag.
 func envName(flag string) string {
 	return "NODEPATCH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))

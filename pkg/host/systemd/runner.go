@@ -348,58 +348,56 @@ func cleanup(conn *Conn, unit string) {
 // waited for them (the agent stopped during a run) and removes their output
 // files; units still running are left alone. It returns the units collected.
 func (r *Runner) Cleanup(ctx context.Context) ([]string, error) {
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	conn, err := Connect(ctx, r.Address)
-	if err != nil {
-		return nil, fmt.Errorf("clean up units: %w", err)
-	}
-	defer conn.Close()
-	units, err := conn.ListUnitsByPatternsContext(ctx, nil, []string{r.prefix() + "*.service"})
-	if err != nil {
-		return nil, fmt.Errorf("clean up units: list %s*: %w", r.prefix(), err)
-	}
 	var done []string
-	for _, u := range units {
-		finished := u.ActiveState == "failed" || (u.ActiveState == "active" && u.SubState == "exited")
-		if !finished {
-			continue
+	err := r.withUnits(ctx, "clean up units", func(conn *Conn, units []sdbus.UnitStatus) {
+		for _, u := range units {
+			finished := u.ActiveState == "failed" || (u.ActiveState == "active" && u.SubState == "exited")
+			if !finished {
+				continue
+			}
+			cleanup(conn, u.Name)
+			base := filepath.Join(r.localDir(), strings.TrimSuffix(u.Name, ".service"))
+			_ = os.Remove(base + ".out")
+			_ = os.Remove(base + ".err")
+			done = append(done, u.Name)
 		}
-		cleanup(conn, u.Name)
-		base := filepath.Join(r.localDir(), strings.TrimSuffix(u.Name, ".service"))
-		_ = os.Remove(base + ".out")
-		_ = os.Remove(base + ".err")
-		done = append(done, u.Name)
-	}
-	return done, nil
+	})
+	return done, err
 }
 
 // Running lists this runner's units that are still running: commands the agent
 // stopped waiting for (a package upgrade past its timeout, an agent restarted
 // in the middle), which a reboot must not cut short.
 func (r *Runner) Running(ctx context.Context) ([]string, error) {
+	var running []string
+	err := r.withUnits(ctx, "list running units", func(_ *Conn, units []sdbus.UnitStatus) {
+		for _, u := range units {
+			finished := u.ActiveState == "failed" || u.ActiveState == "inactive" || (u.ActiveState == "active" && u.SubState == "exited")
+			if !finished {
+				running = append(running, u.Name)
+			}
+		}
+	})
+	return running, err
+}
+
+// withUnits calls fn with this runner's units (nodepatch-*.service) on one
+// connection to the bus.
+func (r *Runner) withUnits(ctx context.Context, what string, fn func(*Conn, []sdbus.UnitStatus)) error {
 	if err := r.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	conn, err := Connect(ctx, r.Address)
 	if err != nil {
-		return nil, fmt.Errorf("list running units: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer conn.Close()
-	units, err := conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "deactivating", "reloading"},
-		[]string{r.prefix() + "*.service"})
+	units, err := conn.ListUnitsByPatternsContext(ctx, nil, []string{r.prefix() + "*.service"})
 	if err != nil {
-		return nil, fmt.Errorf("list running units %s*: %w", r.prefix(), err)
+		return fmt.Errorf("%s: list %s*: %w", what, r.prefix(), err)
 	}
-	var running []string
-	for _, u := range units {
-		if u.ActiveState == "active" && u.SubState == "exited" {
-			continue // a finished oneshot kept for its result
-		}
-		running = append(running, u.Name)
-	}
-	return running, nil
+	fn(conn, units)
+	return nil
 }
 
 func isDBusError(err error, name string) bool {

@@ -209,6 +209,29 @@ func TestRunnerLeavesUnitWhenContextEnds(t *testing.T) {
 	require.Empty(t, collected)
 	require.Len(t, fake.Units(), 1)
 	require.Len(t, fake.RunningPIDs(), 1, "a running unit is left alone")
+	names, err := r.Running(context.Background())
+	require.NoError(t, err)
+	require.Len(t, names, 1, "a running unit is not listed as running: a reboot would cut it short")
+}
+
+// TestRunnerDetachedTimeoutLeavesTheUnit: a package command past its timeout
+// is not killed, by systemd or by the runner; the wait ends and it runs on.
+func TestRunnerDetachedTimeoutLeavesTheUnit(t *testing.T) {
+	_, fake, r := setup(t)
+	c := sh("apt-upgrade", "sleep 60")
+	c.Timeout, c.Detach = 300*time.Millisecond, true
+	_, err := r.Run(context.Background(), c)
+	require.ErrorContains(t, err, "stopped waiting after 300ms, the unit runs on")
+	for _, call := range fake.Calls() {
+		require.NotEqual(t, "StopUnit", call.Method)
+		if call.Method == "StartTransientUnit" {
+			require.Equal(t, "@t 18446744073709551615", call.Props["TimeoutStartUSec"].String(), "systemd would kill it at the timeout")
+		}
+	}
+	require.Len(t, fake.RunningPIDs(), 1, "the command was killed")
+	names, err := r.Running(context.Background())
+	require.NoError(t, err)
+	require.Len(t, names, 1)
 }
 
 func TestRunnerCleanupCollectsFinishedUnits(t *testing.T) {
