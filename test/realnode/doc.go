@@ -13,6 +13,13 @@
 // read-only and whose kernel tunables are stand-in files, so the machine's
 // sysctls, mounts and cgroups are left as they were.
 //
+// The kubelet refuses a loopback node IP, so it runs with
+// --cloud-provider=external and the harness does a cloud controller's part:
+// it sets the Node's InternalIP to 127.0.0.1 and lifts the uninitialized
+// taint. The API server prefers InternalIP addresses and never looks a node's
+// name up in DNS; it has no reason to dial a kubelet here anyway (the tests
+// read container logs from the node's /var/log/pods).
+//
 // Images are built without a container engine (ociimage, also from
 // hack/tools) and imported into the node's containerd at every boot.
 package realnode
