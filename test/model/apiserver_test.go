@@ -70,8 +70,8 @@ func (m *model) serveNode(i int, a k8stesting.Action) (bool, runtime.Object, err
 		next := a.(k8stesting.UpdateAction).GetObject().(*corev1.Node)
 		var out *corev1.Node
 		var err error
-		if dead := m.effect(i, effect{kind: "update", key: nodeKey(next.Name)}, func() { out, err = m.updateNode(i, next) }); dead != nil {
-			return true, nil, dead
+		if failed := m.effect(i, effect{kind: "update", key: nodeKey(next.Name)}, func(writer int) { out, err = m.updateNode(writer, next) }); failed != nil {
+			return true, nil, failed
 		}
 		if err != nil {
 			return true, nil, err
@@ -135,8 +135,8 @@ func (m *model) serveLease(i int, a k8stesting.Action) (bool, runtime.Object, er
 		next := a.(interface{ GetObject() runtime.Object }).GetObject().(*coordinationv1.Lease)
 		var err error
 		create := a.GetVerb() == "create"
-		if dead := m.effect(i, effect{kind: a.GetVerb(), key: leaseKey(next.Name)}, func() { err = m.writeLease(i, next, create) }); dead != nil {
-			return true, nil, dead
+		if failed := m.effect(i, effect{kind: a.GetVerb(), key: leaseKey(next.Name)}, func(writer int) { err = m.writeLease(writer, next, create) }); failed != nil {
+			return true, nil, failed
 		}
 		if err != nil {
 			return true, nil, err

@@ -31,6 +31,8 @@ type config struct {
 	//   edit      the operator removes the recorded boot id, between steps
 	//   race      another agent's whole step runs right before any effect of
 	//             a step (between its reads and its write)
+	//   fail      the API server (or the host, for a reboot request) answers
+	//             an effect with an error, before or after carrying it out
 	//   conflict  the operator's block lands between the agent's read and its
 	//             write of its Node instead (a 409; see plan)
 	kinds    map[string]bool
@@ -68,7 +70,8 @@ func report(found map[string][]string) string {
 	return b.String()
 }
 
-// checker is a depth-first search over the states of the model, each state
+// checker is a depth-first search over the states of the model (from the
+// state a prefix of moves reaches, for regression scenarios), each state
 // visited once (by its hash). A move is always made from a restored snapshot
 // of its state, so the search needs no undo.
 type checker struct {
@@ -78,7 +81,7 @@ type checker struct {
 	res  *result
 }
 
-func check(cfg config) *result {
+func check(cfg config, prefix ...move) *result {
 	start := time.Now()
 	// The search makes short-lived copies by the million and keeps few: less
 	// frequent collections trade some memory for time.
@@ -88,6 +91,15 @@ func check(cfg config) *result {
 	if len(m.bad) > 0 {
 		c.record(c.res.violations, move{kind: "start"}, m.bad)
 		return c.res
+	}
+	for _, mv := range prefix {
+		m.apply(mv)
+		c.path = append(c.path, mv.String())
+		if len(m.bad) > 0 {
+			c.record(c.res.violations, move{kind: "end"}, m.bad)
+			c.res.elapsed = time.Since(start)
+			return c.res
+		}
 	}
 	s := m.capture(m.hash())
 	c.seen[s.key] = true

@@ -57,6 +57,9 @@ func (m *model) checkNodeWrite(cur, next *corev1.Node) {
 	was, _ := state.Parse(cur.Annotations)
 	now, _ := state.Parse(next.Annotations)
 	h := &m.w.hosts[m.index(next.Name)]
+	if was.Phase == state.PhaseIdle && now.Phase == state.PhaseDraining {
+		h.cycles++
+	}
 	if now.Phase == state.PhaseRebooting && (was.Phase != state.PhaseRebooting || now.RebootAttempts > was.RebootAttempts) {
 		if now.BlockReason != "" {
 			m.fail("block ignored: %s recorded a reboot attempt (phase %q, attempt %d) although it carries %s=%q",
@@ -91,7 +94,7 @@ func (m *model) checkRebootRequest(i int) {
 	}
 	// Every request is an attempt recorded on the Node first, and no attempt is
 	// asked for twice, whatever restarted in between (hole 10).
-	attempt := fmt.Sprintf("%s/%d", st.BootIDBefore, st.RebootAttempts)
+	attempt := fmt.Sprintf("cycle %d/%s/%d", m.w.hosts[i].cycles, st.BootIDBefore, st.RebootAttempts)
 	switch h := &m.w.hosts[i]; {
 	case st.RebootAttempts == 0:
 		m.fail("unrecorded reboot request: %s asked for a reboot with no attempt recorded on the Node", name)

@@ -22,7 +22,7 @@ func bound(t *testing.T, env string, def int) int {
 
 // allKinds are the fault kinds every test may draw from (see config.kinds);
 // conflict only in make model: each costs 10 ms of real time.
-var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset", "edit", "race"}
+var allKinds = []string{"crash", "lose", "sticky", "drain", "bump", "block", "reset", "edit", "race", "fail"}
 
 func kindSet(names ...string) map[string]bool {
 	set := map[string]bool{}
@@ -40,10 +40,16 @@ func baseConfig(t *testing.T, limit, faults int, kinds ...string) config {
 		maxDepth: bound(t, "NODEPATCH_MODEL_DEPTH", 200)}
 }
 
-// run checks cfg and fails the test with the path to each broken invariant.
-func run(t *testing.T, cfg config) *result {
+// run checks cfg (or reports the result of a check already made) and fails
+// the test with the path to each broken invariant.
+func run(t *testing.T, cfg config, done ...*result) *result {
 	t.Helper()
-	res := check(cfg)
+	var res *result
+	if len(done) > 0 {
+		res = done[0]
+	} else {
+		res = check(cfg)
+	}
 	t.Logf("%s: %s", cfg, res)
 	require.Empty(t, res.violations, "invariants broken:%s", report(res.violations))
 	require.Zero(t, res.cut, "paths cut at %d moves: raise NODEPATCH_MODEL_DEPTH", cfg.maxDepth)
@@ -67,26 +73,32 @@ func TestExhaustiveInterleavings(t *testing.T) {
 }
 
 // TestFaults explores every interleaving with one fault of each kind, struck
-// at every point where it can strike, with a limit of 1. Each kind names the
-// holes of issue 8 it would have found; the check found the first three on
-// the code before their fixes.
+// at every point where it can strike, with a limit of 1 and two nodes, the
+// second cordoned by the operator (NODEPATCH_MODEL_FAULT_NODES=3 and
+// NODEPATCH_MODEL_FAULT_LIMIT=2 for more; make model has three nodes with
+// faults of every kind). Each kind says what it guards against; on 9c8ee65,
+// before issue 8's fixes, block, reset, bump, crash, sticky and edit each fail
+// with the hole named, on two nodes as on three.
 func TestFaults(t *testing.T) {
 	limit := bound(t, "NODEPATCH_MODEL_FAULT_LIMIT", 1)
-	for kind, holes := range map[string]string{
-		"block":  "hole 2 (a block set during the drain did not stop the reboot)",
-		"reset":  "hole 2 (an operator's phase reset during the drain was overwritten)",
-		"bump":   "hole 7 (a release that lost a conflict reported success)",
-		"crash":  "hole 10 (a restarted agent asked for a reboot again at once) and every crash window",
-		"sticky": "hole 1 (a reboot loop)",
-		"race":   "two agents racing for one slot, or a step between another's read and write",
-		"edit":   "hole 5 (a Rebooting phase without its boot id was taken as a finished reboot)",
-		"lose":   "the reboot timeout, the retry and Failed",
-		"drain":  "a failed drain: undo, release, back off",
+	nodes := bound(t, "NODEPATCH_MODEL_FAULT_NODES", 2)
+	for _, k := range []struct{ kind, guards string }{
+		{"block", "hole 2 (a block set during the drain did not stop the reboot)"},
+		{"reset", "hole 2 (an operator's phase reset during the drain was overwritten)"},
+		{"bump", "hole 7 (a release that lost a conflict reported success)"},
+		{"crash", "hole 10 (a restarted agent asked again for the same attempt) and every crash window"},
+		{"sticky", "hole 1 (a reboot loop)"},
+		{"edit", "hole 5 (a Rebooting phase without its boot id was taken as a finished reboot)"},
+		{"race", "two agents racing for one slot, or any step between another's read and write"},
+		{"fail", "a write or reboot request that failed, or succeeded with its answer lost"},
+		{"lose", "the reboot timeout, the retry and Failed"},
+		{"drain", "a failed drain: undo, release, back off"},
 	} {
-		cfg := baseConfig(t, limit, 1, kind)
-		t.Run(kind, func(t *testing.T) {
+		cfg := baseConfig(t, limit, 1, k.kind)
+		cfg.nodes, cfg.cordoned = nodes, nodes-1
+		t.Run(k.kind, func(t *testing.T) {
 			t.Parallel()
-			t.Logf("guards against %s", holes)
+			t.Logf("guards against %s", k.guards)
 			run(t, cfg)
 		})
 	}
@@ -117,5 +129,14 @@ func TestLockTTL(t *testing.T) {
 	cfg.nodes, cfg.cordoned = 2, 1
 	// the shortest TTL the agent accepts: drain timeout + reboot timeout
 	cfg.ttl, cfg.midTicks = 5*time.Minute, bound(t, "NODEPATCH_MODEL_TICKS", 3)
+	run(t, cfg)
+}
+
+// TestTwoFaults: two nodes (the second cordoned by the operator), one slot, and
+// any two faults of every kind on each path.
+func TestTwoFaults(t *testing.T) {
+	long(t)
+	cfg := baseConfig(t, 1, bound(t, "NODEPATCH_MODEL_TWO_FAULTS", 2), allKinds...)
+	cfg.nodes, cfg.cordoned = 2, 1
 	run(t, cfg)
 }

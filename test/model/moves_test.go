@@ -55,6 +55,13 @@ func (mv move) String() string {
 	if p.drainFails {
 		s += " [drain fails]"
 	}
+	if p.failAt > 0 || p.failOn != "" {
+		which := fmt.Sprintf("effect %d", p.failAt)
+		if p.failOn != "" {
+			which = "first " + p.failOn + " effect"
+		}
+		s += fmt.Sprintf(" [a 500 answers its %s %s]", which, map[bool]string{false: "before it happens", true: "after it happened"}[p.failAfter])
+	}
 	if p.raceAt > 0 {
 		s += fmt.Sprintf(" [node-%d's step runs right before its effect %d]", p.racer, p.raceAt)
 	}
@@ -133,6 +140,9 @@ func variants(step move, ctl *stepCtl, cfg config) []move {
 		if n < len(ctl.effects) && kinds["crash"] {
 			// A crash after the last effect is the crash move after the step.
 			plans = append(plans, plan{crashAt: n})
+		}
+		if kinds["fail"] {
+			plans = append(plans, plan{failAt: n}, plan{failAt: n, failAfter: true})
 		}
 		// Another client's write right before this one makes it conflict: on a
 		// Lease some other write (a conflict is a lost race there), on a Node

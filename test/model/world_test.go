@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
@@ -69,8 +71,10 @@ type machine struct {
 	pending bool // a reboot was asked for and has not happened yet
 	asked   time.Time
 	reboots int
-	// askedFor is the last attempt asked for ("boot-id-before/attempt").
+	// askedFor is the last attempt asked for ("cycle N/boot-id-before/attempt");
+	// cycles counts the cycles begun.
 	askedFor string
+	cycles   int
 	// bootAtAttempt is the boot the current cycle's first attempt left.
 	bootAtAttempt int
 }
@@ -206,6 +210,12 @@ type plan struct {
 	// raceAt runs node racer's whole next step right before effect raceAt:
 	// the two agents race, e.g. both read a slot free and both write it.
 	raceAt, racer int
+	// failAt answers effect failAt with a 500 (or the first effect failOn
+	// names: "reboot", or "node" for a Node write): before it happens, or
+	// (failAfter) after it happened, the answer lost.
+	failAt    int
+	failOn    string
+	failAfter bool
 }
 
 func (m *model) name(i int) string { return fmt.Sprintf("node-%d", i) }
@@ -314,6 +324,16 @@ func (m *model) withStep(i int, p plan, fn func(context.Context)) *stepCtl {
 	return ctl
 }
 
+// failsOn says whether e is the effect the plan's failOn names; only the first
+// such effect fails.
+func (p *plan) failsOn(e effect) bool {
+	hit := (p.failOn == "reboot" && e.kind == "reboot") || (p.failOn == "node" && e.kind == "update" && strings.HasPrefix(e.key, "node/"))
+	if hit {
+		p.failOn = ""
+	}
+	return hit
+}
+
 // race runs agent j's next step inside the current one, with everything
 // queued for its caches delivered first (the racer that knows most).
 func (m *model) race(j int) {
@@ -335,13 +355,17 @@ func (m *model) gone(i int) bool {
 	return m.step != nil && m.step.agent == i && m.step.dead
 }
 
-// effect carries out one effect (apply) of node i under the step's plan. A
-// planned crash right after it kills the process: its context ends and all its
-// later calls fail without reaching the world, as if they were never made.
-func (m *model) effect(i int, e effect, apply func()) error {
+// effect carries out one effect (apply, as writer) of node i under the step's
+// plan, and returns the error its client sees, if any. A planned crash right
+// after it kills the process: its context ends and all its later calls fail
+// without reaching the world, as if they were never made. A planned failure
+// answers 500 before the effect (nothing happens) or after it (it happened,
+// but the answer was lost, so the agent's cache learns of it as of anyone
+// else's write: by delivery).
+func (m *model) effect(i int, e effect, apply func(writer int)) error {
 	ctl := m.step
 	if ctl == nil || ctl.agent != i {
-		apply()
+		apply(i)
 		return nil
 	}
 	if ctl.dead {
@@ -356,7 +380,13 @@ func (m *model) effect(i int, e effect, apply func()) error {
 	if ctl.plan.raceAt == k {
 		m.race(ctl.plan.racer)
 	}
-	apply()
+	if ctl.plan.failAt == k || ctl.plan.failsOn(e) {
+		if ctl.plan.failAfter {
+			apply(-1)
+		}
+		return apierrors.NewInternalError(errors.New("model: the API server failed the request"))
+	}
+	apply(i)
 	if ctl.plan.crashAt == k {
 		ctl.dead = true
 		ctl.cancel()
@@ -459,7 +489,7 @@ type rebooter struct {
 }
 
 func (r rebooter) Reboot(context.Context) error {
-	return r.m.effect(r.i, effect{kind: "reboot", key: nodeKey(r.m.name(r.i))}, func() {
+	return r.m.effect(r.i, effect{kind: "reboot", key: nodeKey(r.m.name(r.i))}, func(int) {
 		r.m.checkRebootRequest(r.i)
 		r.m.w.hosts[r.i].pending, r.m.w.hosts[r.i].asked = true, r.m.w.clock
 	})
