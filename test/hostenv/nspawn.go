@@ -158,8 +158,10 @@ while :; do
       cgdirs="$cgdirs $d"
     done
   fi
+  # setpriv: if this loop dies (the test process was killed), nspawn is told
+  # to power the node off instead of running on as an orphan.
   CGDIRS=$cgdirs sh -c 'for d in $CGDIRS; do echo $$ >"$d/cgroup.procs" || exit 93; done; exec "$@"' nspawn \
-    systemd-nspawn -D %[4]s -b --register=no --keep-unit --console=pipe -M %[5]s %[6]s
+    setpriv --pdeathsig TERM systemd-nspawn -D %[4]s -b --register=no --keep-unit --console=pipe -M %[5]s %[6]s
   rc=$?
   echo "nodepatch-node: systemd-nspawn exited $rc"
   remove_cgroups
@@ -173,6 +175,7 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	t.Helper()
 	RequireCommand(t, "systemd-nspawn", "systemd-container")
 	RequireCommand(t, "unshare", "util-linux")
+	RequireCommand(t, "setpriv", "util-linux")
 	lower := cfg.Root
 	if lower == "" {
 		lower = RootFS(t)
@@ -217,7 +220,9 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	require.NoError(t, err)
 	n.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The loop dies with the test process (a timeout's panic runs no
+	// cleanup), and nspawn with the loop (setpriv above).
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, n.cmd.Start())
 	go func() { _ = n.cmd.Wait(); _ = logFile.Close(); close(n.exited) }()
 	t.Cleanup(func() { n.stop(t) })

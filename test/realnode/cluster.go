@@ -2,10 +2,12 @@ package realnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -113,6 +115,7 @@ func (c *Cluster) StartNodeT(t testing.TB, opts NodeOptions) *Node {
 	for _, img := range []string{c.Images.Agent, c.Images.Pause} {
 		require.NoError(t, os.Link(img, filepath.Join(imgDir, filepath.Base(img))))
 	}
+	sweepStaleCgroups(t, opts.Name)
 	// Registered before the node's own cleanup, so they run after the power-off.
 	var nodeDir, cgroups string
 	t.Cleanup(func() {
@@ -304,6 +307,34 @@ func requireCgroupsGone(t testing.TB, prefix string) {
 		if err := removeCgroup(dir); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// sweepStaleCgroups removes the cgroups that boot loops of a node named name
+// left when their test process was killed (a timeout runs no cleanup): those
+// of loops whose PID no longer runs. They are empty; one that is not stays.
+func sweepStaleCgroups(t testing.TB, name string) {
+	stale := regexp.MustCompile("^" + regexp.QuoteMeta(name) + `-([0-9]+)-boot[0-9]+$`)
+	var dirs []string
+	_ = filepath.WalkDir("/sys/fs/cgroup", func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		m := stale.FindStringSubmatch(d.Name())
+		if m == nil {
+			return nil
+		}
+		if _, err := os.Stat("/proc/" + m[1]); errors.Is(err, os.ErrNotExist) {
+			dirs = append(dirs, path)
+		}
+		return filepath.SkipDir
+	})
+	for _, dir := range dirs {
+		if err := removeCgroup(dir); err != nil {
+			t.Logf("stale cgroup of an ended boot loop kept: %v", err)
+			continue
+		}
+		t.Logf("removed %s, left by a boot loop that was killed", dir)
 	}
 }
 
