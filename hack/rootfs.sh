@@ -10,25 +10,21 @@
 # apt configuration names (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list or
 # deb822 *.sources); DEBIAN_MIRROR overrides it. Safe to run concurrently: one
 # builds, the others wait.
+#
+#   hack/rootfs.sh --mirror   prints the mirror it would use (NODEPATCH_APT_ETC: the apt
+#                             configuration folder to read instead of /etc/apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:-base}
+apt_etc=${NODEPATCH_APT_ETC:-/etc/apt}
 case $flavour in
+  --mirror) ;;
   base) name=bookworm; include=systemd,systemd-sysv,dbus ;;
   # iproute2 and procps: the kubelet and containerd call ip, mount helpers and ps.
   node) name=bookworm-node
         include=systemd,systemd-sysv,dbus,containerd,runc,containernetworking-plugins,iproute2,procps ;;
   *) echo "rootfs.sh: unknown flavour $flavour (base or node)" >&2; exit 2 ;;
 esac
-out=_output/rootfs
-tarball=$out/$name.tar
-mkdir -p "$out"
-exec 9>"$out/.lock"
-flock 9
-if [ -s "$tarball" ]; then
-  echo "$PWD/$tarball"
-  exit 0
-fi
 
 # one_line_mirror FILE...: the URI of the first enabled one-line "deb" source for
 # bookworm (options in [...] may hold spaces).
@@ -64,17 +60,33 @@ deb822_mirror() {
 
 machine_mirror() {
   local lists=() sources=() f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do [ -r "$f" ] && lists+=("$f"); done
-  for f in /etc/apt/sources.list.d/*.sources; do [ -r "$f" ] && sources+=("$f"); done
+  for f in "$apt_etc"/sources.list "$apt_etc"/sources.list.d/*.list; do [ -r "$f" ] && lists+=("$f"); done
+  for f in "$apt_etc"/sources.list.d/*.sources; do [ -r "$f" ] && sources+=("$f"); done
   local m=""
   [ ${#lists[@]} -gt 0 ] && m=$(one_line_mirror "${lists[@]}")
   [ -z "$m" ] && [ ${#sources[@]} -gt 0 ] && m=$(deb822_mirror "${sources[@]}")
   echo "$m"
 }
 
+if [ "$flavour" = --mirror ]; then
+  m=$(machine_mirror)
+  [ -n "$m" ] || { echo "rootfs.sh: no bookworm source in $apt_etc" >&2; exit 1; }
+  echo "$m"
+  exit 0
+fi
+
+out=_output/rootfs
+tarball=$out/$name.tar
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+if [ -s "$tarball" ]; then
+  echo "$PWD/$tarball"
+  exit 0
+fi
 mirror=${DEBIAN_MIRROR:-$(machine_mirror)}
 if [ -z "$mirror" ]; then
-  echo "rootfs.sh: no bookworm source in /etc/apt/sources.list or /etc/apt/sources.list.d; set DEBIAN_MIRROR" >&2
+  echo "rootfs.sh: no bookworm source in $apt_etc/sources.list or $apt_etc/sources.list.d; set DEBIAN_MIRROR" >&2
   exit 1
 fi
 command -v debootstrap >/dev/null || { echo "rootfs.sh: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
