@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,7 +325,7 @@ func waitAgentRunning(t *testing.T, client kubernetes.Interface, timeout time.Du
 func waitAgentWithArg(t *testing.T, client kubernetes.Interface, arg string, timeout time.Duration) *corev1.Pod {
 	t.Helper()
 	return waitPod(t, client, agentNS, agentSelector, "an agent pod with "+arg, timeout, func(p *corev1.Pod) bool {
-		return podReady(p) && contains(p.Spec.Containers[0].Args, arg)
+		return podReady(p) && slices.Contains(p.Spec.Containers[0].Args, arg)
 	})
 }
 
@@ -337,14 +338,6 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 // waitCycleDone waits until the timeline has seen the whole cycle and the
 // node is clean again: no phase, taint, cordon or lock holder.

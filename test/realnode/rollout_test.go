@@ -77,7 +77,7 @@ func TestChartRollsTwoRealNodes(t *testing.T) {
 		require.Equal(t, 1, watcher.RebootCompletions(name), "reboots of %s the watcher saw", name)
 	}
 	require.GreaterOrEqual(t, ready.min(), 1, "ready workload pods fell below the budget's minAvailable:\n%s", ready.history())
-	after := createdOrRunning(t, client)
+	after := workloadPodUIDs(t, client)
 	for _, p := range before {
 		require.NotContains(t, after, string(p.UID), "pod %s on %s was never evicted", p.Name, p.Spec.NodeName)
 	}
@@ -96,8 +96,8 @@ func TestChartRollsTwoRealNodes(t *testing.T) {
 		total.Round(10*time.Millisecond), ready.min())
 }
 
-// createdOrRunning returns the UIDs of the workload's pods now.
-func createdOrRunning(t *testing.T, client kubernetes.Interface) map[string]bool {
+// workloadPodUIDs returns the UIDs of the workload's pods now.
+func workloadPodUIDs(t *testing.T, client kubernetes.Interface) map[string]bool {
 	t.Helper()
 	pods, err := client.CoreV1().Pods(workNS).List(t.Context(), metav1.ListOptions{LabelSelector: "app=work"})
 	require.NoError(t, err)
