@@ -338,7 +338,6 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-
 // waitCycleDone waits until the timeline has seen the whole cycle and the
 // node is clean again: no phase, taint, cordon or lock holder.
 func waitCycleDone(t *testing.T, client kubernetes.Interface, tl *Timeline, timeout time.Duration, n *Node) {
