@@ -285,17 +285,18 @@ func decideRebooting(o Observation) Step {
 	if o.rebooted() {
 		return decideBack(o)
 	}
-	if !o.Lock.Held {
-		return Step{Action: ActAbortCycle, Phase: "Rebooting", Reason: "the lock slot was lost before the host rebooted"}
-	}
 	refused := o.Host.RebootRefused
-	if !st.RebootRequestedAt.IsZero() && refused == "" {
-		deadline := st.RebootRequestedAt.Add(o.Limits.RebootTimeout)
-		if o.Now.Before(deadline) {
-			// Asked already, by this process or one before it: never ask again
-			// before the timeout, whatever restarted in between.
+	if deadline := st.RebootRequestedAt.Add(o.Limits.RebootTimeout); !st.RebootRequestedAt.IsZero() && o.Now.Before(deadline) {
+		// Asked already, by this process or one before it: the host may be going
+		// down, even when the request came back with an error. Nothing undoes the
+		// cycle before the timeout (a block, a lost slot), and nothing asks again,
+		// but a refused request may be asked once more while the slot is held.
+		if refused == "" || st.RebootAttempts >= o.Limits.MaxRebootAttempts || st.BlockReason != "" || !o.Lock.Held {
 			return Step{Action: ActWait, Phase: "Rebooting", Reason: "waiting for the host to reboot", Until: deadline}
 		}
+	}
+	if !o.Lock.Held {
+		return Step{Action: ActAbortCycle, Phase: "Rebooting", Reason: "the lock slot was lost before the host rebooted"}
 	}
 	why := "asking the host to reboot"
 	switch {

@@ -131,10 +131,19 @@ func TestDecide(t *testing.T) {
 			rebooting(o)
 			o.Node.State.RebootRequestedAt, o.Node.State.RebootAttempts = time.Time{}, 0
 		}), ActReboot, "Rebooting", nil},
-		{"rebooting without the slot: abort, never reboot", obs(func(o *Observation) {
+		{"slot lost after the request: wait out the timeout, the host may be going down", obs(func(o *Observation) {
 			rebooting(o)
 			o.Lock.Held = false
+		}), ActWait, "Rebooting", nil},
+		{"slot lost, the timeout passed: abort, never reboot", obs(func(o *Observation) {
+			rebooting(o)
+			o.Lock.Held = false
+			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
 		}), ActAbortCycle, "Rebooting", nil},
+		{"blocked after a request that came back with an error: wait out the timeout", obs(func(o *Observation) {
+			rebooting(o)
+			o.Host.RebootRefused, o.Node.State.BlockReason = "no reply", "stop"
+		}), ActWait, "Rebooting", nil},
 		{"boot id unchanged after timeout: try again", obs(func(o *Observation) {
 			rebooting(o)
 			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
@@ -153,9 +162,15 @@ func TestDecide(t *testing.T) {
 			rebooting(o)
 			o.Host.RebootRefused = "access denied"
 		}), ActReboot, "Rebooting", nil},
-		{"the host refused the last attempt: fail", obs(func(o *Observation) {
+		{"the host refused the last attempt: wait out its timeout", obs(func(o *Observation) {
 			rebooting(o)
 			o.Node.State.RebootAttempts = 2
+			o.Host.RebootRefused = "access denied"
+		}), ActWait, "Rebooting", nil},
+		{"the host refused the last attempt, the timeout passed: fail", obs(func(o *Observation) {
+			rebooting(o)
+			o.Node.State.RebootAttempts = 2
+			o.Node.State.RebootRequestedAt = t0.Add(-6 * time.Minute)
 			o.Host.RebootRefused = "access denied"
 		}), ActFailReboot, "Failed", nil},
 		{"rebooting with no recorded boot id: halt, never take it as rebooted", obs(func(o *Observation) {

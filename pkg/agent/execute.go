@@ -197,7 +197,9 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 			return errStateChanged
 		}
 		st.Phase = state.PhaseDraining
-		st.CordonedByUs = !node.Spec.Unschedulable
+		// A cordon this agent recorded as its own stays its own: a begin whose
+		// answer was lost already cordoned the node (found by test/model).
+		st.CordonedByUs = st.CordonedByUs || !node.Spec.Unschedulable
 		st.CycleStarted = now
 		st.Drained, st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = false, "", time.Time{}, 0
 		nodeops.AddTaint(node, now)
