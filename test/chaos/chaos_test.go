@@ -11,12 +11,13 @@ import (
 )
 
 var (
-	seedFlag  = flag.Uint64("seed", 0, "run this one seed (make chaos SEED=N)")
-	seedsFlag = flag.Int("seeds", 0, "run N seeds from -from (make chaos SEEDS=N); 0 runs the make-test sample and the regressions")
-	fromFlag  = flag.Uint64("from", 1, "the first seed -seeds runs")
-	dryFlag   = flag.Bool("dry", false, "print each seed's world and schedule, run nothing")
-	keepFlag  = flag.Bool("keep", false, "keep every run's folder, not only the failed ones'")
-	binFlag   = flag.String("binary", "", "run this nodepatch binary instead of building ./cmd/nodepatch (to replay a seed against a given build)")
+	seedFlag    = flag.Uint64("seed", 0, "run this one seed (make chaos SEED=N)")
+	seedsFlag   = flag.Int("seeds", 0, "run N seeds from -from (make chaos SEEDS=N); 0 runs the make-test sample and the regressions")
+	fromFlag    = flag.Uint64("from", 1, "the first seed -seeds runs")
+	dryFlag     = flag.Bool("dry", false, "print each seed's world and schedule, run nothing")
+	pendingFlag = flag.Bool("pending", false, "run the seeds of bugs whose fix has not landed (pendingFixSeeds)")
+	keepFlag    = flag.Bool("keep", false, "keep every run's folder, not only the failed ones'")
+	binFlag     = flag.String("binary", "", "run this nodepatch binary instead of building ./cmd/nodepatch (to replay a seed against a given build)")
 )
 
 // sampleSeeds are the seeds `make test` runs besides the regressions: with
@@ -34,12 +35,34 @@ var regressionSeeds = []struct {
 		"with --lock-ttl, the agent whose clock ran a minute ahead took a live slot: 3 nodes out of service at limit 2 (hole 3)"},
 }
 
+// pendingFixSeeds found bugs whose fix has not landed: `make test` does not
+// run them (it must stay green), `-pending` and `make chaos` do. Each moves
+// to regressionSeeds with its fix.
+var pendingFixSeeds = []struct {
+	seed uint64
+	bug  string
+}{
+	{5, "an agent started while the API server is away exits (status 1) on its first write of the header Lease " +
+		"(the limit), instead of retrying: in a DaemonSet, a crash loop with back-off after every control plane blip"},
+}
+
 // TestChaos runs the seeds the flags name, else the sample and the
 // regression seeds. A failing seed prints the command that replays it.
 func TestChaos(t *testing.T) {
 	seeds := sampleSeeds
 	for _, r := range regressionSeeds {
 		seeds = append(seeds, r.seed)
+	}
+	if !*pendingFlag && *seedFlag == 0 && *seedsFlag == 0 {
+		for _, p := range pendingFixSeeds {
+			t.Logf("not run until its fix lands (-pending runs it): seed %d: %s", p.seed, p.bug)
+		}
+	}
+	if *pendingFlag {
+		seeds = nil
+		for _, p := range pendingFixSeeds {
+			seeds = append(seeds, p.seed)
+		}
 	}
 	switch {
 	case *seedFlag != 0:

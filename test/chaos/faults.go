@@ -357,9 +357,17 @@ func (r *run) pause(ctx context.Context, e event) error {
 	return r.patchLease(ctx, lockName, annotationPatch(sim.PauseAnnotation, nil))
 }
 
+// failReboots makes the node's host ignore reboot requests for e.dur, and
+// gives it a need so that it asks in that time.
 func (r *run) failReboots(ctx context.Context, e event) error {
 	r.count(e.kind)
 	if err := r.sup.SetFailReboot(e.node, true); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.sentinels[e.node]++
+	r.mu.Unlock()
+	if err := r.sup.Host(e.node).SetRebootRequired(); err != nil {
 		return err
 	}
 	sleepCtx(ctx, e.dur)

@@ -190,8 +190,12 @@ func drawEvent(r *rand.Rand, c config, kind string) event {
 		e.node, e.n, e.sub = "", 1+r.IntN(3), pick(r, []string{"restart", "header"})
 	case faultPersistentNeed:
 		e.dur = between(r, 5*time.Second, 15*time.Second)
-	case faultBlock, faultFailReboot:
+	case faultBlock:
 		e.dur = between(r, 2*time.Second, 10*time.Second)
+	case faultFailReboot:
+		// Long enough, sometimes, for a request and its retry to be ignored
+		// (--reboot-timeout=6s): the node halts in Failed.
+		e.dur = between(r, 4*time.Second, 20*time.Second)
 	case faultPause:
 		e.node, e.dur = "", between(r, 2*time.Second, 8*time.Second)
 	case faultForce:
