@@ -44,6 +44,7 @@ var pendingFixSeeds = []struct {
 }{
 	{5, "an agent started while the API server is away exits (status 1) on its first write of the header Lease " +
 		"(the limit), instead of retrying: in a DaemonSet, a crash loop with back-off after every control plane blip"},
+	{25, "the same exit on an answer of 500 or a timeout to that write (the fault proxy's), two agents at once"},
 }
 
 // TestChaos runs the seeds the flags name, else the sample and the
