@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -124,7 +126,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		return fmt.Errorf("--node-name %q: no such Node in the cluster: %w", o.NodeName, err)
 	}
 	if !o.DryRun {
-		if err := sem.EnsureHeader(ctx); err != nil {
+		if err := ensureHeader(ctx, sem, log); err != nil {
 			return err
 		}
 	}
@@ -183,6 +185,20 @@ func (c cachedNode) Get() (*corev1.Node, error) { return c.lister.Get(c.name) }
 type bootIDFile string
 
 func (f bootIDFile) BootID(context.Context) (string, error) { return host.ReadBootID(string(f)) }
+
+// ensureHeader writes the lock's header (the limit, and a place for the pause)
+// before the agent acts, retrying with back-off: an API server that fails a
+// write now is no reason for the agent to exit. Only ctx ends the wait.
+func ensureHeader(ctx context.Context, sem *lock.Semaphore, log *slog.Logger) error {
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	return wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		if err := sem.EnsureHeader(ctx); err != nil {
+			log.Warn("cannot write the lock's header yet; retrying", "err", err)
+			return false, nil
+		}
+		return true, nil
+	})
+}
 
 // renewWhileHeld refreshes the held slot's renew time, which only a lock TTL
 // reads: at once (a restarted holder confirms its slot before anything else) and
