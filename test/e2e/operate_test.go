@@ -220,6 +220,8 @@ func checkAdmissionPolicy(t *testing.T, c *cluster, cp *harness.ControlPlane, ag
 		"may change only nodepatch.io/ annotations")
 	require.NoError(t, patchNodeDryRun(c.ctx, own, nodeName(0), `{"spec":{"unschedulable":true}}`),
 		"node-0's token may cordon node-0")
+	requirePolicyRefusal(t, patchNodeDryRun(c.ctx, own, nodeName(0), `{"metadata":{"annotations":{"nodepatch.io/admitted":"2026-12-01T00:00:00Z"}}}`),
+		"only the rollout controller admits")
 
 	unbound, err := kubernetes.NewForConfig(cp.RESTConfigForToken(createToken(t, c.ctx, c.client, nil)))
 	require.NoError(t, err)
