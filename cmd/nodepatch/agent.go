@@ -74,6 +74,8 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.StringSliceVar(&o.PatchExclude, "patch-exclude", agent.DefaultPatchExclude, "packages never upgraded (Kubernetes runtime packages by default)")
 	f.BoolVar(&o.PatchUnderLock, "patch-under-lock", false, "take a lock slot and drain before applying updates (for hosts where upgrades restart services)")
 
+	bindCheckFlags(f, &o.Checks)
+
 	f.Int64Var(&o.ConfigGeneration, "config-generation", 0, "generation of this configuration (the chart sets the DaemonSet's pod-template-generation): the newest generation's --concurrency is the cluster's limit")
 
 	f.DurationVar(&o.ClockSkew, "clock-skew", 0, "shift the agent's clock by this much (for fault tests)")
@@ -86,4 +88,23 @@ func newLogger(format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// bindCheckFlags binds the holds from outside the node (kured's flag names) and
+// the health gate after the reboot.
+func bindCheckFlags(f *pflag.FlagSet, c *agent.CheckOptions) {
+	f.StringArrayVar(&c.BlockingPodSelectors, "blocking-pod-selector", nil, "label selector: matching pods on this node hold the reboot (repeatable; finished pods do not hold)")
+	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "Prometheus to ask before a cycle starts: firing alerts hold it (see --alert-*)")
+	f.StringVar(&c.AlertFilterRegexp, "alert-filter-regexp", "", "alerts whose name matches are ignored (with --alert-filter-match-only: only they hold)")
+	f.BoolVar(&c.AlertFilterMatchOnly, "alert-filter-match-only", false, "only alerts whose name matches --alert-filter-regexp hold the reboot")
+	f.BoolVar(&c.AlertFiringOnly, "alert-firing-only", false, "pending alerts do not hold the reboot, only firing ones")
+	f.StringVar(&c.AlertLabelMatchers, "alert-label-matchers", "", `only alerts matching these PromQL matchers hold, e.g. severity="critical",node=~"$NODE" ($NODE: this node's name)`)
+	f.StringVar(&c.BlockWhileQuery, "block-while-query", "", "PromQL expression: the reboot waits while it returns any series")
+	f.StringVar(&c.KuredDaemonSet, "kured-daemonset", "", "NAMESPACE/NAME of a kured DaemonSet running beside nodepatch: no cycle starts while kured's lock has a holder")
+	f.StringVar(&c.KuredLockAnnotation, "kured-lock-annotation", "weave.works/kured-node-lock", "the annotation on kured's DaemonSet that holds its lock (kured's --lock-annotation)")
+	f.BoolVar(&c.HealthDaemonSets, "health-daemonsets", true, "after the reboot, keep the slot until the DaemonSet pods on this node are Ready")
+	f.StringVar(&c.ReadyPodSelector, "ready-pod-selector", "", "after the reboot, keep the slot until the pods on this node matching this selector are Ready")
+	f.StringVar(&c.HealthQuery, "health-query", "", "after the reboot, keep the slot until this PromQL expression returns series, all non-zero")
+	f.DurationVar(&c.Soak, "soak", 0, "after the reboot, keep the slot this long after the node is back, and healthy at its end")
+	f.DurationVar(&c.HealthTimeout, "health-timeout", 10*time.Minute, "a node not healthy this long after it came back fails its cycle and keeps its slot")
 }

@@ -68,6 +68,19 @@ type HostBusyChecker interface {
 	Busy(ctx context.Context) (string, error)
 }
 
+// Blocker looks outside the node for what must hold a cycle back: a firing
+// alert, pods on the node, kured's lock. It fails safe: a blocker that cannot
+// tell returns a Block saying so.
+type Blocker interface {
+	Check(ctx context.Context) []Block
+}
+
+// HealthChecker says whether the node is healthy after its reboot, and if not,
+// what is not.
+type HealthChecker interface {
+	Healthy(ctx context.Context) HealthView
+}
+
 // Config is everything the agent needs, effects included.
 type Config struct {
 	NodeName string
@@ -94,7 +107,9 @@ type Config struct {
 	BootID   BootIDReader
 	Rebooter Rebooter
 	HostBusy HostBusyChecker // nil: never busy
-	Patcher  Patcher         // nil: no patching
+	Blockers []Blocker
+	Health   HealthChecker // nil: healthy once Ready (Limits.HealthGate then only soaks)
+	Patcher  Patcher       // nil: no patching
 	Patch    PatchSettings
 	Events   record.EventRecorder
 	// FlushEvents waits until the Events recorded so far reached the API server
@@ -121,6 +136,9 @@ type Agent struct {
 	// busy is what last kept the host from rebooting, and since when.
 	busy      string
 	busySince time.Time
+	// blocks is what the blockers last found, and when they looked.
+	blocks        []Block
+	blocksChecked time.Time
 	// told holds the last message of each once-only Event reason.
 	told  map[string]string
 	dry   *dryRun
@@ -284,6 +302,12 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		a.refreshBusy(ctx, now)
 		obs.Host.Busy, obs.Host.BusySince = a.busy, a.busySince
 	}
+	if mayStartCycle(obs) {
+		obs.Blocks = a.refreshBlocks(ctx, now, obs.Lock.Held)
+	}
+	if obs.Node.State.Phase == state.PhaseVerifying {
+		obs.Health = a.health(ctx)
+	}
 	a.recordBootIDs(obs)
 	return obs, nil
 }
@@ -301,6 +325,37 @@ func aboutToReboot(o Observation) bool {
 		return !o.rebooted() && (!waiting || o.Host.RebootRefused != "")
 	}
 	return false
+}
+
+// mayStartCycle: an idle node that needs a cycle, the only time the blockers
+// outside the node are asked (asking costs a query or a LIST).
+func mayStartCycle(o Observation) bool {
+	return o.Node.State.Phase == state.PhaseIdle && o.cycleNeeded()
+}
+
+// blocksMaxAge is how long the blockers' answer serves a node that waits for a
+// slot or an admission; taking the step into the cycle always asks afresh.
+const blocksMaxAge = 15 * time.Second
+
+// refreshBlocks asks every blocker when the last answer is too old, or fresh
+// is set (the slot is held, so the next step may begin the cycle).
+func (a *Agent) refreshBlocks(ctx context.Context, now time.Time, fresh bool) []Block {
+	if !fresh && !a.blocksChecked.IsZero() && now.Sub(a.blocksChecked) < blocksMaxAge {
+		return a.blocks
+	}
+	var blocks []Block
+	for _, b := range a.cfg.Blockers {
+		blocks = append(blocks, b.Check(ctx)...)
+	}
+	a.blocks, a.blocksChecked = blocks, now
+	return blocks
+}
+
+func (a *Agent) health(ctx context.Context) HealthView {
+	if a.cfg.Health == nil {
+		return HealthView{Healthy: true}
+	}
+	return a.cfg.Health.Healthy(ctx)
 }
 
 // refreshBusy asks the host whether a package transaction or a nodepatch

@@ -23,6 +23,27 @@ type Observation struct {
 	// Admission: a rollout controller admits nodes; the agent reports its need
 	// and takes a slot only once admitted.
 	Admission bool
+	// Blocks are the holds found outside the node (a firing alert, a query,
+	// pods on the node, kured's lock). They are looked up only while a cycle
+	// may start, and afresh right before it does.
+	Blocks []Block
+	// Health is the node's health after its reboot, looked up only while it
+	// is Verifying.
+	Health HealthView
+}
+
+// Block is one hold from outside the node: its reason (a label of
+// nodepatch_reboot_blocked) and a sentence that names what holds.
+type Block struct {
+	Reason string
+	Detail string
+}
+
+// HealthView is the health gate's answer: every check passes, or the sentence
+// naming what does not.
+type HealthView struct {
+	Healthy bool
+	Detail  string
 }
 
 // NodeView is the agent's own Node.
@@ -86,6 +107,12 @@ type Limits struct {
 	MaxRepeatedReboots int
 	// BusyTimeout bounds the wait for a package transaction before a reboot.
 	BusyTimeout time.Duration
+	// HealthGate: after the reboot the node keeps its slot, in service, until
+	// it is healthy and Soak has passed since it came back; past HealthTimeout
+	// the cycle fails.
+	HealthGate    bool
+	Soak          time.Duration
+	HealthTimeout time.Duration
 }
 
 // Action is what the agent does next.
@@ -112,10 +139,13 @@ const (
 	ActHalt                          // Failed: wait for an operator
 	ActWaitReady                     // rebooted: wait for the kubelet's report and Ready
 	ActFinish                        // back and Ready: untaint, uncordon, release
+	ActBackInService                 // back and Ready: untaint, uncordon, keep the slot for the health gate
+	ActFailHealth                    // not healthy in time after the reboot: halt, keep the slot
 )
 
 var actionNames = [...]string{"None", "Wait", "Cleanup", "ResetLoop", "ReportNeed", "WithdrawNeed", "Patch", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
-	"ApplyPatch", "EndPatchedCycle", "AbortCycle", "Reboot", "FailReboot", "Halt", "WaitReady", "Finish"}
+	"ApplyPatch", "EndPatchedCycle", "AbortCycle", "Reboot", "FailReboot", "Halt", "WaitReady", "Finish",
+	"BackInService", "FailHealth"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -139,7 +169,19 @@ const (
 	BlockRebootLoop     = "reboot-loop"
 	BlockBootIDMismatch = "boot-id-mismatch"
 	BlockHostBusy       = "host-busy"
+	// Holds from outside the node (Observation.Blocks).
+	BlockAlert                 = "prometheus-alert"
+	BlockQuery                 = "prometheus-query"
+	BlockPrometheusUnreachable = "prometheus-unreachable"
+	BlockPods                  = "pods"
+	BlockKuredLock             = "kured-lock"
 )
+
+// healthRecheck is how often a Verifying node looks at its health again.
+const healthRecheck = 5 * time.Second
+
+// blockRecheck is how soon a cycle held from outside the node looks again.
+const blockRecheck = 30 * time.Second
 
 // busyRecheck is how soon a reboot held by a busy host looks again.
 const busyRecheck = 5 * time.Second
@@ -155,6 +197,8 @@ func Decide(o Observation) Step {
 		return decideDraining(o)
 	case state.PhaseRebooting:
 		return decideRebooting(o)
+	case state.PhaseVerifying:
+		return decideVerifying(o)
 	case state.PhaseFailed:
 		return decideFailed(o)
 	default:
@@ -342,6 +386,10 @@ func (o Observation) hostBusy(phase string) (Step, bool) {
 // decideFailed halts, unless the host did reboot after all (a slow boot, or an
 // operator's manual reboot): then the cycle finishes as usual.
 func decideFailed(o Observation) Step {
+	if st := o.Node.State; !st.BackAt.IsZero() {
+		return Step{Action: ActHalt, Phase: "Failed",
+			Reason: "the node did not turn healthy after its reboot; it keeps its slot until an operator removes the " + state.AnnotationPhase + " annotation"}
+	}
 	if o.Node.State.BootIDBefore != "" && o.rebooted() {
 		return decideBack(o)
 	}
@@ -356,7 +404,49 @@ func decideBack(o Observation) Step {
 	if o.Node.ReportedBootID != o.Host.BootID || !o.Node.Ready {
 		return Step{Action: ActWaitReady, Phase: "WaitingReady", Reason: "rebooted; waiting for the kubelet to report Ready from the new boot"}
 	}
+	if o.Limits.HealthGate {
+		return Step{Action: ActBackInService, Phase: "Verifying", Reason: "rebooted and Ready; back in service, holding the slot until healthy"}
+	}
 	return Step{Action: ActFinish, Phase: "Idle", Reason: "rebooted and Ready"}
+}
+
+// decideVerifying holds the slot of a node back in service until it is healthy
+// at the end of its soak, so that the next node waits for proof that this one
+// works. A node not healthy by HealthTimeout fails and keeps the slot: the
+// rollout stops rather than take a second node down the same way.
+func decideVerifying(o Observation) Step {
+	back := o.Node.State.BackAt
+	soaked := back.Add(o.Limits.Soak)
+	switch {
+	case !o.Lock.Held:
+		return Step{Action: ActFinish, Phase: "Idle", Reason: "the lock slot was lost while verifying; the node is already back in service"}
+	case o.Health.Healthy && !o.Now.Before(soaked):
+		return Step{Action: ActFinish, Phase: "Idle", Reason: "healthy after the reboot" + soakNote(o.Limits.Soak)}
+	case o.Limits.HealthTimeout > 0 && !o.Now.Before(back.Add(o.Limits.HealthTimeout)):
+		return Step{Action: ActFailHealth, Phase: "Failed",
+			Reason: fmt.Sprintf("not healthy %s after the reboot: %s", o.Limits.HealthTimeout, o.Health.Detail)}
+	case o.Health.Healthy:
+		return Step{Action: ActWait, Phase: "Verifying", Reason: "healthy; soaking until " + soaked.Format(time.RFC3339), Until: soaked}
+	}
+	until := o.Now.Add(healthRecheck)
+	if o.Limits.HealthTimeout > 0 {
+		until = earliest(until, back.Add(o.Limits.HealthTimeout))
+	}
+	return Step{Action: ActWait, Phase: "Verifying", Reason: "waiting for the node to turn healthy: " + o.Health.Detail, Until: until}
+}
+
+func soakNote(soak time.Duration) string {
+	if soak <= 0 {
+		return ""
+	}
+	return " and a soak of " + soak.String()
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (o Observation) rebooted() bool {
@@ -410,6 +500,9 @@ func (o Observation) blocked() ([]string, string, time.Time) {
 	}
 	if o.Host.RebootRequired && !st.Force && st.RepeatedReboots > 0 {
 		o.addLoopHold(add)
+	}
+	for _, b := range o.Blocks {
+		add(b.Reason, b.Detail, o.Now.Add(blockRecheck))
 	}
 	return reasons, text, until
 }

@@ -278,7 +278,7 @@ func TestDecide(t *testing.T) {
 // no observation without a held slot leads to a reboot, a drain or a cycle, and
 // none with a block leads to a reboot.
 func TestDecideNeverRebootsWithoutTheLock(t *testing.T) {
-	for _, phase := range []state.Phase{state.PhaseIdle, state.PhaseDraining, state.PhaseRebooting, state.PhaseFailed} {
+	for _, phase := range []state.Phase{state.PhaseIdle, state.PhaseDraining, state.PhaseRebooting, state.PhaseVerifying, state.PhaseFailed} {
 		for _, isDrained := range []bool{false, true} {
 			for _, refused := range []string{"", "no"} {
 				for _, age := range []time.Duration{0, time.Minute, time.Hour} {
@@ -347,7 +347,85 @@ func TestPatchDue(t *testing.T) {
 // TestBlockReasonsAreMetricLabels: every reason Decide gives has its series.
 func TestBlockReasonsAreMetricLabels(t *testing.T) {
 	for _, r := range []string{BlockAnnotation, BlockPaused, BlockWindow, BlockBackoff, BlockRecentReboot,
-		BlockRebootLoop, BlockBootIDMismatch, BlockHostBusy} {
+		BlockRebootLoop, BlockBootIDMismatch, BlockHostBusy, BlockAlert, BlockQuery, BlockPrometheusUnreachable, BlockPods, BlockKuredLock} {
 		require.Contains(t, metrics.BlockReasons, r)
+	}
+}
+
+// verifying: back from the reboot a minute ago, in service, holding the slot,
+// with a health gate of a 5-minute soak and a 10-minute timeout.
+func verifying(o *Observation) {
+	o.Lock.Held = true
+	o.Host.BootID, o.Node.ReportedBootID, o.Host.RebootRequired = "boot-b", "boot-b", false
+	o.Limits.HealthGate, o.Limits.Soak, o.Limits.HealthTimeout = true, 5*time.Minute, 10*time.Minute
+	o.Node.State = state.Node{Phase: state.PhaseVerifying, BootIDBefore: "boot-a", CycleStarted: t0.Add(-3 * time.Minute),
+		BackAt: t0.Add(-time.Minute)}
+	o.Health = HealthView{Healthy: true}
+}
+
+// TestDecideChecks: holds from outside the node, and the health gate.
+func TestDecideChecks(t *testing.T) {
+	podsBlock := []Block{{Reason: BlockPods, Detail: "blocking pods run on the node: db/backup-1"}}
+	cases := []struct {
+		name    string
+		obs     Observation
+		action  Action
+		phase   string
+		blocked []string
+		until   time.Time
+	}{
+		{"pods hold the cycle", obs(func(o *Observation) { o.Blocks = podsBlock }), ActWait, "Idle", []string{BlockPods}, t0.Add(blockRecheck)},
+		{"two holds from outside", obs(func(o *Observation) {
+			o.Blocks = append(podsBlock, Block{Reason: BlockPrometheusUnreachable, Detail: "connection refused"})
+		}), ActWait, "Idle", []string{BlockPods, BlockPrometheusUnreachable}, t0.Add(blockRecheck)},
+		{"held from outside with a slot: release it", obs(func(o *Observation) {
+			o.Lock.Held, o.Blocks = true, podsBlock
+		}), ActReleaseSlot, "Idle", nil, time.Time{}},
+		{"held from outside with the need reported: withdraw it", obs(func(o *Observation) {
+			o.Admission, o.Node.State.NeedSince, o.Blocks = true, t0.Add(-time.Minute), podsBlock
+		}), ActWithdrawNeed, "Idle", nil, time.Time{}},
+		{"back and Ready with a health gate: back in service, keep the slot", obs(func(o *Observation) {
+			rebooting(o)
+			o.Host.BootID, o.Node.ReportedBootID, o.Limits.HealthGate = "boot-b", "boot-b", true
+		}), ActBackInService, "Verifying", nil, time.Time{}},
+		{"back and Ready without a health gate: finish", obs(func(o *Observation) {
+			rebooting(o)
+			o.Host.BootID, o.Node.ReportedBootID = "boot-b", "boot-b"
+		}), ActFinish, "Idle", nil, time.Time{}},
+		{"healthy, soaking", obs(verifying), ActWait, "Verifying", nil, t0.Add(4 * time.Minute)},
+		{"healthy at the end of the soak: finish", obs(func(o *Observation) {
+			verifying(o)
+			o.Now = t0.Add(4 * time.Minute)
+		}), ActFinish, "Idle", nil, time.Time{}},
+		{"not healthy yet: look again soon", obs(func(o *Observation) {
+			verifying(o)
+			o.Health = HealthView{Detail: "pods not Ready: kube-system/cni-x"}
+		}), ActWait, "Verifying", nil, t0.Add(healthRecheck)},
+		{"not healthy at the timeout: fail, keep the slot", obs(func(o *Observation) {
+			verifying(o)
+			o.Now, o.Health = t0.Add(9*time.Minute), HealthView{Detail: "pods not Ready: kube-system/cni-x"}
+		}), ActFailHealth, "Failed", nil, time.Time{}},
+		{"healthy after the timeout but soaked: finish", obs(func(o *Observation) {
+			verifying(o)
+			o.Now = t0.Add(20 * time.Minute)
+		}), ActFinish, "Idle", nil, time.Time{}},
+		{"slot lost while verifying: finish", obs(func(o *Observation) {
+			verifying(o)
+			o.Lock.Held, o.Health = false, HealthView{Detail: "x"}
+		}), ActFinish, "Idle", nil, time.Time{}},
+		{"failed its health gate, rebooted: halt, not back to verifying", obs(func(o *Observation) {
+			verifying(o)
+			o.Node.State.Phase = state.PhaseFailed
+		}), ActHalt, "Failed", nil, time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			step := Decide(c.obs)
+			require.Equal(t, c.action, step.Action, "reason: %s", step.Reason)
+			require.Equal(t, c.phase, step.Phase)
+			require.Equal(t, c.blocked, step.Blocked)
+			require.Equal(t, c.until, step.Until)
+			require.NotEmpty(t, step.Reason)
+		})
 	}
 }

@@ -67,7 +67,14 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActFailReboot:
 		return true, a.failReboot(ctx, step.Reason)
 	case ActFinish:
-		return true, a.finish(ctx, obs)
+		if obs.Node.State.Phase == state.PhaseVerifying {
+			return true, a.endVerify(ctx, obs, step.Reason)
+		}
+		return true, a.finish(ctx, obs, false)
+	case ActBackInService:
+		return true, a.finish(ctx, obs, true)
+	case ActFailHealth:
+		return true, a.failHealth(ctx, obs, step.Reason)
 	}
 	return false, fmt.Errorf("unknown action %d", step.Action)
 }
@@ -349,30 +356,72 @@ func (a *Agent) failReboot(ctx context.Context, why string) error {
 	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase = state.PhaseFailed })
 }
 
-func (a *Agent) finish(ctx context.Context, obs Observation) error {
+// finish ends the cycle of a node back from its reboot: untaint, uncordon and,
+// without a health gate, release. With one (verify), the node stays in the
+// cycle as Verifying, in service and holding its slot, from now (back-at).
+func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error {
 	now := a.cfg.Clock()
-	out := now.Sub(obs.Node.State.CycleStarted)
+	from := obs.Node.State
+	out := now.Sub(from.CycleStarted)
 	// The host was asked again on this boot's first look: a need that survived
 	// the reboot counts towards a reboot loop.
 	survived := obs.Host.RebootRequired
-	err := a.endCycleWith(ctx, endOptions{release: true, rebooted: true}, func(st *state.Node) {
+	err := a.endCycleWith(ctx, endOptions{release: !verify, rebooted: true}, func(st *state.Node) {
 		st.LastReboot = now
 		st.DrainFailures, st.RetryAfter = 0, time.Time{}
 		st.RepeatedReboots = 0
 		if survived {
-			st.RepeatedReboots = obs.Node.State.RepeatedReboots + 1
+			st.RepeatedReboots = from.RepeatedReboots + 1
+		}
+		if verify {
+			st.Phase, st.BackAt, st.CycleStarted, st.BootIDBefore = state.PhaseVerifying, now, from.CycleStarted, from.BootIDBefore
 		}
 	})
 	if err != nil {
 		return err
 	}
-	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
-	if !obs.Node.State.CycleStarted.IsZero() {
+	if !from.CycleStarted.IsZero() {
 		a.cfg.Metrics.OutOfService.Observe(out.Seconds())
 	}
+	if verify {
+		a.normal("BackInService", "rebooted (boot id %s → %s) and Ready; uncordoned after %s out of service; holding the slot until healthy",
+			from.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
+		return nil
+	}
+	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
 	a.normal("RebootSucceeded", "rebooted (boot id %s → %s) and Ready; node was out of service for %s",
-		obs.Node.State.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
+		from.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
 	return nil
+}
+
+// endVerify ends a Verifying node's cycle: it is healthy (or lost its slot,
+// and so has nothing left to hold), so the slot goes on.
+func (a *Agent) endVerify(ctx context.Context, obs Observation, why string) error {
+	back := obs.Node.State.BackAt
+	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {})
+	if err != nil {
+		return err
+	}
+	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
+	a.cfg.Metrics.TimeToHealthy.Observe(a.cfg.Clock().Sub(back).Seconds())
+	a.normal("RebootSucceeded", "%s, %s after the node came back", why, a.cfg.Clock().Sub(back).Round(time.Millisecond))
+	return nil
+}
+
+// failHealth halts a node that did not turn healthy after its reboot. It stays
+// in service (it is uncordoned already) but keeps its slot, so the rollout
+// stops instead of taking the next node down the same way.
+func (a *Agent) failHealth(ctx context.Context, obs Observation, why string) error {
+	a.cfg.Metrics.Reboots.WithLabelValues("unhealthy").Inc()
+	a.warn("HealthCheckFailed", "%s; keeping the lock slot until an operator looks (remove annotation %s to release it)",
+		why, state.AnnotationPhase)
+	return a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {
+		if st.Phase != state.PhaseVerifying || !st.BackAt.Equal(obs.Node.State.BackAt) {
+			return errStateChanged
+		}
+		st.Phase = state.PhaseFailed
+		return nil
+	})
 }
 
 type endOptions struct {

@@ -68,6 +68,9 @@ type Options struct {
 	PatchExclude   []string
 	PatchUnderLock bool
 
+	// Checks are the holds from outside the node and the health gate.
+	Checks CheckOptions
+
 	// ConfigGeneration is the generation of the configuration this agent runs
 	// (the DaemonSet's pod-template-generation): the limit of a newer one wins.
 	ConfigGeneration int64
@@ -144,6 +147,7 @@ func (o Options) Validate() (schedule.Window, error) {
 		bad("drain-pod-selector", o.DrainPodSelector, err.Error())
 	}
 	o.validateHost(bad)
+	o.Checks.validate(bad)
 	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
 	if err != nil {
 		errs = append(errs, err)

@@ -14,7 +14,34 @@ func validOptions() Options {
 		RebootMethod: "systemd", RebootTimeout: time.Minute, DrainTimeout: time.Minute, DrainGracePeriod: -1,
 		DrainRetryBackoff: time.Minute, RebootDays: "mon", StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Berlin",
 		MetricsAddress: ":8080", LogFormat: "text", HostRoot: "/", HostExec: "systemd", Patch: "security",
-		PatchInterval: time.Hour, PatchTimeout: time.Minute, MinRebootInterval: time.Hour, MaxRepeatedReboots: 3}
+		PatchInterval: time.Hour, PatchTimeout: time.Minute, MinRebootInterval: time.Hour, MaxRepeatedReboots: 3,
+		Checks: CheckOptions{HealthDaemonSets: true, HealthTimeout: 10 * time.Minute, KuredLockAnnotation: "weave.works/kured-node-lock"}}
+}
+
+// TestValidateChecks: every check flag's bad value is named, and Prometheus
+// features need a server to ask.
+func TestValidateChecks(t *testing.T) {
+	o := validOptions()
+	o.Checks.BlockingPodSelectors = []string{"app=db", "", "tier in ("}
+	o.Checks.ReadyPodSelector = "!="
+	o.Checks.AlertFilterRegexp, o.Checks.BlockWhileQuery, o.Checks.HealthQuery = "Watchdog", "up == 0", "up"
+	o.Checks.KuredDaemonSet = "kube-system"
+	o.Checks.Soak = 20 * time.Minute
+	_, err := o.Validate()
+	for _, want := range []string{`--blocking-pod-selector "": an empty selector`, `--blocking-pod-selector "tier in ("`,
+		`--ready-pod-selector "!="`, `--alert-filter-regexp "Watchdog": needs --prometheus-url`,
+		`--block-while-query "up == 0": needs --prometheus-url`, `--health-query "up": needs --prometheus-url`,
+		`--kured-daemonset "kube-system": want NAMESPACE/NAME`, `--soak "20m0s": not shorter than --health-timeout (10m0s)`} {
+		require.ErrorContains(t, err, want)
+	}
+	o = validOptions()
+	o.Checks.HealthTimeout = 0
+	_, err = o.Validate()
+	require.ErrorContains(t, err, `--health-timeout "0s": want a positive duration`)
+	o = validOptions()
+	o.Checks.KuredDaemonSet, o.Checks.KuredLockAnnotation = "kube-system/kured", "not a/valid key"
+	_, err = o.Validate()
+	require.ErrorContains(t, err, `--kured-lock-annotation "not a/valid key"`)
 }
 
 func TestValidateNamesEveryBadValue(t *testing.T) {

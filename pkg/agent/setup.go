@@ -75,10 +75,16 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	detector := &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
 		NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner}
+	nodeOps := &nodeops.Node{Client: client, Name: o.NodeName}
+	blockers, health, err := o.Checks.effects(client, nodeOps, o.NodeName)
+	if err != nil {
+		return err
+	}
 	a, err := New(Config{
 		NodeName: o.NodeName,
 		Limits: Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2, MinRebootInterval: o.MinRebootInterval,
-			MaxRepeatedReboots: o.MaxRepeatedReboots, BusyTimeout: o.PatchTimeout},
+			MaxRepeatedReboots: o.MaxRepeatedReboots, BusyTimeout: o.PatchTimeout,
+			HealthGate: o.Checks.HealthGate(), Soak: o.Checks.Soak, HealthTimeout: o.Checks.HealthTimeout},
 		Drain: nodeops.DrainOptions{Timeout: o.DrainTimeout, GracePeriod: o.DrainGracePeriod,
 			PodSelector: o.DrainPodSelector, Log: slogWriter{log}},
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
@@ -86,12 +92,14 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Period:                  o.Period, Window: window, DryRun: o.DryRun, Clock: clock,
 		Admission:   o.Admission == "controller",
 		Node:        cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
-		Nodes:       &nodeops.Node{Client: client, Name: o.NodeName},
+		Nodes:       nodeOps,
 		Lock:        sem,
 		Detector:    detector,
 		BootID:      o.bootIDReader(runner),
 		Rebooter:    rebooter,
 		HostBusy:    o.busyChecker(runner),
+		Blockers:    blockers,
+		Health:      health,
 		Patcher:     o.patcher(kind, runner, log),
 		Patch:       PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
 		Events:      events,

@@ -10,10 +10,11 @@ import (
 )
 
 // Phases a node can be in, as the nodepatch_phase metric names them.
-var Phases = []string{"Idle", "WaitingForLock", "Draining", "Rebooting", "WaitingReady", "Failed"}
+var Phases = []string{"Idle", "WaitingForLock", "Draining", "Rebooting", "WaitingReady", "Verifying", "Failed"}
 
 // BlockReasons are the values of nodepatch_reboot_blocked's reason label.
-var BlockReasons = []string{"annotation", "paused", "window", "backoff", "recent-reboot", "reboot-loop", "boot-id-mismatch", "host-busy"}
+var BlockReasons = []string{"annotation", "paused", "window", "backoff", "recent-reboot", "reboot-loop", "boot-id-mismatch", "host-busy",
+	"prometheus-alert", "prometheus-query", "prometheus-unreachable", "pods", "kured-lock"}
 
 // Metrics is the agent's set of metrics, registered on its own registry.
 type Metrics struct {
@@ -28,6 +29,7 @@ type Metrics struct {
 	DrainFailures    prometheus.Counter
 	DrainDuration    prometheus.Histogram
 	OutOfService     prometheus.Histogram
+	TimeToHealthy    prometheus.Histogram
 	UpdatesPending   *prometheus.GaugeVec
 	PatchLastRun     prometheus.Gauge
 	PatchLastSuccess prometheus.Gauge
@@ -47,16 +49,18 @@ func New(node, version string) *Metrics {
 	f := factory{reg: reg, labels: prometheus.Labels{"node": node}}
 	durations := []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600}
 	m := &Metrics{
-		Registry:         reg,
-		RebootRequired:   f.gauge("nodepatch_reboot_required", "1 when the host needs a reboot (sentinel, command or force annotation)."),
-		RebootBlocked:    f.gaugeVec("nodepatch_reboot_blocked", "1 for each reason that keeps a needed reboot from starting.", "reason"),
-		Phase:            f.gaugeVec("nodepatch_phase", "1 for the node's current phase in its reboot cycle.", "phase"),
-		LockHeld:         f.gauge("nodepatch_lock_held", "1 while this node holds a slot of the reboot lock."),
-		CycleStart:       f.gauge("nodepatch_cycle_start_timestamp_seconds", "Unix time the current reboot cycle started; 0 when there is none."),
-		Reboots:          f.counterVec("nodepatch_reboots_total", "Reboot cycles finished, by result.", "result"),
-		DrainFailures:    f.counter("nodepatch_drain_failures_total", "Drains that failed or timed out."),
-		DrainDuration:    f.histogram("nodepatch_drain_duration_seconds", "Time a successful drain took.", durations),
-		OutOfService:     f.histogram("nodepatch_out_of_service_seconds", "Time from cordon to uncordon in a finished cycle.", durations),
+		Registry:       reg,
+		RebootRequired: f.gauge("nodepatch_reboot_required", "1 when the host needs a reboot (sentinel, command or force annotation)."),
+		RebootBlocked:  f.gaugeVec("nodepatch_reboot_blocked", "1 for each reason that keeps a needed reboot from starting.", "reason"),
+		Phase:          f.gaugeVec("nodepatch_phase", "1 for the node's current phase in its reboot cycle.", "phase"),
+		LockHeld:       f.gauge("nodepatch_lock_held", "1 while this node holds a slot of the reboot lock."),
+		CycleStart:     f.gauge("nodepatch_cycle_start_timestamp_seconds", "Unix time the current reboot cycle started; 0 when there is none."),
+		Reboots:        f.counterVec("nodepatch_reboots_total", "Reboot cycles finished, by result.", "result"),
+		DrainFailures:  f.counter("nodepatch_drain_failures_total", "Drains that failed or timed out."),
+		DrainDuration:  f.histogram("nodepatch_drain_duration_seconds", "Time a successful drain took.", durations),
+		OutOfService:   f.histogram("nodepatch_out_of_service_seconds", "Time from cordon to uncordon in a finished cycle.", durations),
+		TimeToHealthy: f.histogram("nodepatch_time_to_healthy_seconds",
+			"Time from the node's return (Ready from the new boot, uncordoned) to healthy at the end of its soak, with a health gate.", durations),
 		UpdatesPending:   f.gaugeVec("nodepatch_updates_pending", "Package updates available on the host.", "kind"),
 		PatchLastRun:     f.gauge("nodepatch_patch_last_run_timestamp_seconds", "Unix time of the last patch run."),
 		PatchLastSuccess: f.gauge("nodepatch_patch_last_success", "1 when the last patch run succeeded."),
@@ -69,8 +73,10 @@ func New(node, version string) *Metrics {
 			"1 while the host's boot id differs from the one the kubelet reports; the agent then does nothing.", "host_boot_id", "kubelet_boot_id"),
 	}
 	m.BuildInfo.WithLabelValues(version).Set(1)
-	for _, r := range []string{"success", "failed"} {
+	for _, r := range []string{"success", "failed", "unhealthy"} {
 		m.Reboots.WithLabelValues(r)
+	}
+	for _, r := range []string{"success", "failed"} {
 		m.PatchRuns.WithLabelValues(r)
 	}
 	for _, k := range []string{"all", "security"} {

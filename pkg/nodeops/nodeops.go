@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/kubectl/pkg/drain"
@@ -165,4 +166,16 @@ func (n *Node) PodsToEvict(ctx context.Context, opts DrainOptions) ([]string, er
 		names = append(names, p.Namespace+"/"+p.Name)
 	}
 	return names, nil
+}
+
+// Pods lists the pods bound to the node, from the API server: the pod blocker
+// and the health gate read them only at the moments they decide on.
+func (n *Node) Pods(ctx context.Context) ([]corev1.Pod, error) {
+	list, err := n.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", n.Name).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the pods on node %s: %w", n.Name, err)
+	}
+	return list.Items, nil
 }

@@ -51,6 +51,10 @@ const (
 	// AnnotationRepeatedReboots counts verified reboots in a row after which the
 	// host still asked for a reboot (a reboot loop); removing it lets the node go.
 	AnnotationRepeatedReboots = "nodepatch.io/repeated-reboots"
+	// AnnotationBackAt: the node came back from its reboot (Ready from the new
+	// boot) at this time and is in service again; it keeps its slot while the
+	// health gate and the soak run (phase Verifying).
+	AnnotationBackAt = "nodepatch.io/back-at"
 )
 
 // TaintKey is the NoSchedule taint the agent puts on its node for the length of a cycle.
@@ -65,6 +69,9 @@ const (
 	PhaseDraining  Phase = "Draining"
 	PhaseRebooting Phase = "Rebooting"
 	PhaseFailed    Phase = "Failed"
+	// PhaseVerifying: rebooted, back in service (untainted, uncordoned), still
+	// holding the slot until the node proves healthy and the soak has passed.
+	PhaseVerifying Phase = "Verifying"
 )
 
 // Node is the parsed state of one node.
@@ -88,6 +95,7 @@ type Node struct {
 	LastReboot        time.Time
 	LastPatch         time.Time
 	RepeatedReboots   int
+	BackAt            time.Time
 }
 
 // Parse reads a node's annotations. A malformed value never stops parsing: it is
@@ -114,6 +122,7 @@ func Parse(annotations map[string]string) (Node, error) {
 		LastReboot:        p.time(AnnotationLastReboot),
 		LastPatch:         p.time(AnnotationLastPatch),
 		RepeatedReboots:   p.count(AnnotationRepeatedReboots),
+		BackAt:            p.time(AnnotationBackAt),
 	}
 	return n, errors.Join(p.errs...)
 }
@@ -169,10 +178,10 @@ func (p *parser) time(key string) time.Time {
 func (p *parser) phase() Phase {
 	v := Phase(p.annotations[AnnotationPhase])
 	switch v {
-	case PhaseIdle, PhaseDraining, PhaseRebooting, PhaseFailed:
+	case PhaseIdle, PhaseDraining, PhaseRebooting, PhaseVerifying, PhaseFailed:
 		return v
 	}
-	p.fail(AnnotationPhase, string(v), "Draining, Rebooting or Failed")
+	p.fail(AnnotationPhase, string(v), "Draining, Rebooting, Verifying or Failed")
 	return PhaseFailed
 }
 
@@ -194,6 +203,7 @@ func (n Node) AgentAnnotations() map[string]*string {
 		AnnotationLastReboot:        timestamp(n.LastReboot),
 		AnnotationLastPatch:         timestamp(n.LastPatch),
 		AnnotationRepeatedReboots:   positive(n.RepeatedReboots),
+		AnnotationBackAt:            timestamp(n.BackAt),
 	}
 }
 
