@@ -66,7 +66,7 @@ func TestParseLock(t *testing.T) {
 		want       Lock
 		holders    map[time.Duration][]string // time after created → holders
 	}{{
-		name: "single holder, no TTL",
+		name:       "single holder, no TTL",
 		annotation: marshal(t, &kuredLockAnnotationValue{NodeID: "node-1", Created: created}),
 		want:       Lock{Entries: []Entry{{NodeID: "node-1", Created: created}}},
 		holders:    map[time.Duration][]string{0: {"node-1"}, 10000 * hour: {"node-1"}},
