@@ -1,24 +1,7 @@
-// Package schedule holds the maintenance window: the days and wall-clock
-// hours, in one time zone, during which a node may be rebooted.
-//
-// Semantics, chosen so that a window behaves the way an operator reads it:
-//
-//   - The day list names the day a window OPENS. "fri 22:00-04:00" opens on
-//     Friday at 22:00 and closes on Saturday at 04:00; it does not open on
-//     Saturday evening.
-//   - Start is inclusive, end is exclusive. End "24:00" means the end of the
-//     day; an end earlier than the start wraps past midnight.
-//   - Start equal to end is rejected: it would be ambiguous between "never"
-//     and "always". "00:00"-"24:00" on every day is the always-open window.
-//   - Times are wall-clock times in the window's zone, so a window keeps its
-//     local hours across daylight-saving changes. A wall-clock time that the
-//     clock skips (spring forward) is taken to be the moment of the jump; a
-//     time the clock shows twice (fall back) is its first occurrence. So on a
-//     spring-forward day "02:30-04:00" in Europe/Berlin opens at 03:00, and a
-//     window lying wholly inside the skipped hour is empty that day.
 package schedule
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -107,14 +90,31 @@ func dayByName(name string) (time.Weekday, bool) {
 	return 0, false
 }
 
-// parseTimeOfDay reads "HH:MM" or "HH:MM:SS" (24-hour clock) as an offset from
-// midnight. "24:00" is the end of the day and only makes sense as an end.
+// parseTimeOfDay reads a --start-time or --end-time value; see timeOfDay.
 func parseTimeOfDay(flag, s string, isEnd bool) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	bad := fmt.Errorf("%s: %q is not a time of day (want HH:MM or HH:MM:SS, 24-hour)", flag, s)
+	d, err := timeOfDay(s, isEnd)
+	switch {
+	case errors.Is(err, errEndOfDay):
+		return 0, fmt.Errorf("%s: %q is the end of the day; it is only valid as --end-time", flag, s)
+	case err != nil:
+		return 0, fmt.Errorf("%s: %q %w", flag, s, err)
+	}
+	return d, nil
+}
+
+// The reasons timeOfDay gives; callers put the flag and value in front.
+var (
+	errNotTimeOfDay = errors.New("is not a time of day (want HH:MM or HH:MM:SS, 24-hour)")
+	errEndOfDay     = errors.New("is the end of the day; it is only valid as an end")
+)
+
+// timeOfDay reads "HH:MM" or "HH:MM:SS" (24-hour clock) as an offset from
+// midnight. "24:00" is the end of the day and only makes sense as an end.
+func timeOfDay(s string, isEnd bool) (time.Duration, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) != 2 && len(parts) != 3 {
-		return 0, bad
+		return 0, errNotTimeOfDay
 	}
 	limits := []int{24, 59, 59} // 24 is let through here and checked below
 	var fields [3]int
@@ -122,11 +122,11 @@ func parseTimeOfDay(flag, s string, isEnd bool) (time.Duration, error) {
 		// Minutes and seconds have exactly two digits so "9:5" is not
 		// silently read as 09:05; the hour may have one ("9:00").
 		if len(p) < 1 || len(p) > 2 || (i > 0 && len(p) != 2) || !allDigits(p) {
-			return 0, bad
+			return 0, errNotTimeOfDay
 		}
 		n, err := strconv.Atoi(p)
 		if err != nil || n > limits[i] {
-			return 0, bad
+			return 0, errNotTimeOfDay
 		}
 		fields[i] = n
 	}
@@ -134,9 +134,9 @@ func parseTimeOfDay(flag, s string, isEnd bool) (time.Duration, error) {
 		time.Duration(fields[2])*time.Second
 	switch {
 	case d > day:
-		return 0, bad
+		return 0, errNotTimeOfDay
 	case d == day && !isEnd:
-		return 0, fmt.Errorf("%s: %q is the end of the day; it is only valid as --end-time", flag, s)
+		return 0, errEndOfDay
 	}
 	return d, nil
 }
@@ -150,21 +150,27 @@ func allDigits(s string) bool {
 	return true
 }
 
-// parseZone loads an IANA zone; "UTC" and "Local" are accepted in any case and
-// an empty value means UTC, as it does for time.LoadLocation.
+// parseZone reads a --time-zone value; see loadZone.
 func parseZone(s string) (*time.Location, error) {
 	s = strings.TrimSpace(s)
-	switch {
-	case strings.EqualFold(s, "UTC"):
-		return time.UTC, nil
-	case strings.EqualFold(s, "Local"):
-		return time.Local, nil
-	}
-	loc, err := time.LoadLocation(s)
-	if err != nil {
+	loc, ok := loadZone(s)
+	if !ok {
 		return nil, fmt.Errorf("--time-zone: unknown time zone %q", s)
 	}
 	return loc, nil
+}
+
+// loadZone loads an IANA zone; "UTC" and "Local" are accepted in any case and
+// an empty value means UTC, as it does for time.LoadLocation.
+func loadZone(s string) (*time.Location, bool) {
+	switch {
+	case strings.EqualFold(s, "UTC"):
+		return time.UTC, true
+	case strings.EqualFold(s, "Local"):
+		return time.Local, true
+	}
+	loc, err := time.LoadLocation(s)
+	return loc, err == nil
 }
 
 // AlwaysOpen reports whether the window never closes: every day, 00:00-24:00.
@@ -296,4 +302,19 @@ func formatTimeOfDay(d time.Duration) string {
 		return fmt.Sprintf("%02d:%02d:%02d", h, m, s)
 	}
 	return fmt.Sprintf("%02d:%02d", h, m)
+}
+
+// span is the earliest span of the window that closes after t, for Schedule.
+// An always-open window has a single span reaching past the horizon.
+func (w Window) span(t time.Time) (from, until time.Time, ok bool) {
+	if w.AlwaysOpen() {
+		return t, t.Add(2 * Horizon), true
+	}
+	return w.next(t)
+}
+
+// reach is the end of the span open at t: spans of a Window never overlap.
+func (w Window) reach(t time.Time) (time.Time, bool) {
+	from, until, ok := w.span(t)
+	return until, ok && !from.After(t)
 }
