@@ -161,7 +161,13 @@ func (c *client) classify(ctx, reqCtx context.Context, what string, err error) e
 	}
 	var apiErr *v1.Error
 	if errors.As(err, &apiErr) {
-		return fmt.Errorf("%s at %s: %w: %w", what, c.url, apiErrorKind(apiErr.Type), err)
+		kind := apiErrorKind(apiErr.Type)
+		if apiErr.Type == v1.ErrBadResponse && apiErr.Msg == stringResultMsg {
+			// client_golang cannot decode a string result; a query that gives
+			// one is the configuration's fault, not Prometheus's.
+			kind = ErrBadQuery
+		}
+		return fmt.Errorf("%s at %s: %w: %w", what, c.url, kind, err)
 	}
 	if errors.Is(reqCtx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%s at %s: %w: no answer within %s: %w", what, c.url, ErrUnreachable, c.timeout, err)
@@ -169,6 +175,11 @@ func (c *client) classify(ctx, reqCtx context.Context, what string, err error) e
 	// What is left comes from the transport: refused, reset, DNS, TLS.
 	return fmt.Errorf("%s at %s: %w: %w", what, c.url, ErrUnreachable, err)
 }
+
+// stringResultMsg is client_golang's complaint about a string result (a query
+// such as "text"). The real-Prometheus test pins it: should a new version
+// word it differently, the error is still an error, ErrBadResponse.
+const stringResultMsg = `unexpected value type "string"`
 
 func apiErrorKind(t v1.ErrorType) error {
 	switch t {

@@ -51,8 +51,9 @@
 //     the reboot (reason prometheus-unreachable): not knowing whether an alert
 //     fires is not knowing that a reboot is safe, and a Prometheus that is
 //     down is often a sign the cluster is not in a state to lose a node.
-//   - ErrBadQuery: Prometheus rejected the query (bad_data) or could not
-//     evaluate it (execution). A configuration error; it holds as well.
+//   - ErrBadQuery: Prometheus rejected the query (bad_data), could not
+//     evaluate it (execution), or it gives a string rather than series. A
+//     configuration error; it holds as well.
 //   - ErrBadResponse: an answer that is not a Prometheus API answer (a 404 for
 //     a wrong path, 401/403 from a proxy, a body that does not decode, a
 //     result of an unexpected type). It holds as well.

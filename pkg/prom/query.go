@@ -159,8 +159,7 @@ func (c *client) query(ctx context.Context, flag, expr string) (model.Value, err
 	switch v.(type) {
 	case model.Vector, model.Matrix, *model.Scalar:
 		return v, nil
-	case *model.String:
-		return nil, fmt.Errorf("%s at %s: %w: the result is a string, not series", what, c.url, ErrBadQuery)
 	}
-	return nil, fmt.Errorf("%s at %s: %w: result of type %T", what, c.url, ErrBadResponse, v)
+	// client_golang decodes nothing else; this guards a future version that does.
+	return nil, fmt.Errorf("%s at %s: %w: a result of type %T, not series or a scalar", what, c.url, ErrBadQuery, v)
 }
