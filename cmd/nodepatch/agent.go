@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodepatch/nodepatch/pkg/agent"
+	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
 func newAgentCommand() *cobra.Command {
@@ -75,6 +76,7 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.BoolVar(&o.PatchUnderLock, "patch-under-lock", false, "take a lock slot and drain before applying updates (for hosts where upgrades restart services)")
 
 	bindCheckFlags(f, &o.Checks)
+	bindCycleFlags(f, o)
 
 	f.Int64Var(&o.ConfigGeneration, "config-generation", 0, "generation of this configuration (the chart sets the DaemonSet's pod-template-generation): the newest generation's --concurrency is the cluster's limit")
 
@@ -107,4 +109,21 @@ func bindCheckFlags(f *pflag.FlagSet, c *agent.CheckOptions) {
 	f.StringVar(&c.HealthQuery, "health-query", "", "after the reboot, keep the slot until this PromQL expression returns series, all non-zero")
 	f.DurationVar(&c.Soak, "soak", 0, "after the reboot, keep the slot this long after the node is back, and healthy at its end")
 	f.DurationVar(&c.HealthTimeout, "health-timeout", 10*time.Minute, "a node not healthy this long after it came back fails its cycle and keeps its slot")
+}
+
+// bindCycleFlags binds the drain policy, the delays and the node labels of a
+// cycle (kubectl's and kured's flag names).
+func bindCycleFlags(f *pflag.FlagSet, o *agent.Options) {
+	f.BoolVar(&o.DeleteEmptyDirData, "delete-emptydir-data", true, "evict pods with emptyDir volumes (their data is lost)")
+	f.BoolVar(&o.Force, "force", false, "evict pods that no controller manages too (they are gone for good)")
+	f.IntVar(&o.SkipWaitForDeleteTimeout, "skip-wait-for-delete-timeout", 0, "do not wait for pods whose deletion is older than this many seconds (0: wait for all)")
+	f.StringVar(&o.DrainTimeoutAction, "drain-timeout-action", "retry", "after --drain-timeout: retry (undo, back off, try again), quarantine (undo, label the node "+
+		"nodepatch.io/quarantined, skip it until an operator removes the label) or force (delete the pods left past their budgets)")
+	f.IntVar(&o.ForceDrainGrace, "force-drain-grace-period", 30, "seconds each pod gets with --drain-timeout-action=force")
+	f.DurationVar(&o.DrainDelay, "drain-delay", 0, "wait this long after the cordon before draining")
+	f.DurationVar(&o.RebootDelay, "reboot-delay", 0, "wait this long after the drain before rebooting")
+	f.DurationVar(&o.LockReleaseDelay, "lock-release-delay", 0, "kured's name for --soak: keep the slot this long after the node is back")
+	f.StringSliceVar(&o.PreRebootNodeLabels, "pre-reboot-node-labels", nil, "KEY=VALUE labels set on the node when its cycle begins")
+	f.StringSliceVar(&o.PostRebootNodeLabels, "post-reboot-node-labels", nil, "KEY=VALUE labels set on the node when its cycle ends")
+	f.BoolVar(&o.ExcludeFromLB, "exclude-from-load-balancers", true, "label the node "+state.LabelExcludeFromLB+" while it is out (an operator's own label is kept)")
 }

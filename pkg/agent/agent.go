@@ -34,6 +34,8 @@ type NodeWriter interface {
 	Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error)
 	Drain(ctx context.Context, opts nodeops.DrainOptions) error
 	PodsToEvict(ctx context.Context, opts nodeops.DrainOptions) ([]string, error)
+	// DrainBlockers names the pods a drain could not move, and their budgets.
+	DrainBlockers(ctx context.Context, opts nodeops.DrainOptions) ([]string, error)
 }
 
 // Lock is the cluster-wide semaphore.
@@ -68,6 +70,13 @@ type HostBusyChecker interface {
 	Busy(ctx context.Context) (string, error)
 }
 
+// NodeLabels are set on the node around its cycle: Pre when it begins, Post
+// when it ends, and ExcludeFromLB (state.LabelExcludeFromLB) for its length.
+type NodeLabels struct {
+	Pre, Post     map[string]string
+	ExcludeFromLB bool
+}
+
 // Blocker looks outside the node for what must hold a cycle back: a firing
 // alert, pods on the node, kured's lock. It fails safe: a blocker that cannot
 // tell returns a Block saying so.
@@ -92,6 +101,12 @@ type Config struct {
 	MaxDrainRetryBackoff time.Duration
 	// RebootAfterDrainTimeout reboots even when the drain timed out.
 	RebootAfterDrainTimeout bool
+	// DrainTimeoutAction is what a drain that timed out leads to otherwise;
+	// ForceDrainGrace is the grace period (seconds) of a forced one.
+	DrainTimeoutAction DrainTimeoutAction
+	ForceDrainGrace    int
+	// Labels are the node labels of a cycle.
+	Labels NodeLabels
 	// Period is how often the host is asked whether it needs a reboot (jittered).
 	Period time.Duration
 	// Admission: wait for the rollout controller's admission before taking a slot.
@@ -388,7 +403,8 @@ func (a *Agent) recordBootIDs(o Observation) {
 }
 
 func nodeView(node *corev1.Node, st state.Node) NodeView {
-	v := NodeView{State: st, Tainted: nodeops.HasTaint(node), ReportedBootID: node.Status.NodeInfo.BootID}
+	_, quarantined := node.Labels[state.LabelQuarantined]
+	v := NodeView{State: st, Tainted: nodeops.HasTaint(node), Quarantined: quarantined, ReportedBootID: node.Status.NodeInfo.BootID}
 	for _, c := range node.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			v.Ready = c.Status == corev1.ConditionTrue

@@ -35,9 +35,10 @@ type CheckOptions struct {
 	HealthTimeout    time.Duration
 }
 
-// HealthGate says whether a rebooted node holds its slot until healthy.
-func (c CheckOptions) HealthGate() bool {
-	return c.HealthDaemonSets || c.ReadyPodSelector != "" || c.HealthQuery != "" || c.Soak > 0
+// healthGate says whether a rebooted node holds its slot until healthy (or
+// for soak).
+func (c CheckOptions) healthGate(soak time.Duration) bool {
+	return c.HealthDaemonSets || c.ReadyPodSelector != "" || c.HealthQuery != "" || soak > 0
 }
 
 func (c CheckOptions) validate(bad func(string, any, string)) {
@@ -63,8 +64,6 @@ func (c CheckOptions) validate(bad func(string, any, string)) {
 	}
 	if c.HealthTimeout <= 0 {
 		bad("health-timeout", c.HealthTimeout, "want a positive duration")
-	} else if c.Soak >= c.HealthTimeout {
-		bad("soak", c.Soak, fmt.Sprintf("not shorter than --health-timeout (%s): every cycle would fail before its soak ends", c.HealthTimeout))
 	}
 }
 

@@ -53,6 +53,8 @@ type NodeView struct {
 	Tainted bool
 	// Ready: the Node's Ready condition is True.
 	Ready bool
+	// Quarantined: the node carries state.LabelQuarantined.
+	Quarantined bool
 	// ReportedBootID is status.nodeInfo.bootID: the kubelet sets it when it starts,
 	// so it equals the host's boot id once the kubelet has reported from this boot.
 	ReportedBootID string
@@ -113,6 +115,10 @@ type Limits struct {
 	HealthGate    bool
 	Soak          time.Duration
 	HealthTimeout time.Duration
+	// DrainDelay waits after the cordon before the drain; RebootDelay after
+	// the drain before the reboot (kured's --drain-delay, --reboot-delay).
+	DrainDelay  time.Duration
+	RebootDelay time.Duration
 }
 
 // Action is what the agent does next.
@@ -175,6 +181,8 @@ const (
 	BlockPrometheusUnreachable = "prometheus-unreachable"
 	BlockPods                  = "pods"
 	BlockKuredLock             = "kured-lock"
+	// BlockQuarantined: a drain that timed out put the node aside.
+	BlockQuarantined = "quarantined"
 )
 
 // healthRecheck is how often a Verifying node looks at its health again.
@@ -304,6 +312,9 @@ func decideDraining(o Observation) Step {
 		if !o.cycleNeeded() {
 			return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
 		}
+		if start := st.CycleStarted.Add(o.Limits.DrainDelay); o.Now.Before(start) {
+			return Step{Action: ActWait, Phase: "Draining", Reason: "cordoned; draining at " + start.Format(time.RFC3339) + " (--drain-delay)", Until: start}
+		}
 		return Step{Action: ActDrain, Phase: "Draining", Reason: "draining before the reboot"}
 	case o.Host.PatchReady:
 		return Step{Action: ActApplyPatch, Phase: "Draining", Reason: "drained; applying the downloaded updates"}
@@ -311,6 +322,9 @@ func decideDraining(o Observation) Step {
 		return Step{Action: ActEndPatchedCycle, Phase: "Draining", Reason: "updates applied under the lock; the host needs no reboot"}
 	case !o.rebootNeeded():
 		return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
+	}
+	if at := st.DrainedAt.Add(o.Limits.RebootDelay); !st.DrainedAt.IsZero() && o.Now.Before(at) {
+		return Step{Action: ActWait, Phase: "Draining", Reason: "drained; rebooting at " + at.Format(time.RFC3339) + " (--reboot-delay)", Until: at}
 	}
 	if step, busy := o.hostBusy("Draining"); busy {
 		return step
@@ -489,6 +503,9 @@ func (o Observation) blocked() ([]string, string, time.Time) {
 	if r := st.BlockReason; r != "" {
 		add(BlockAnnotation, fmt.Sprintf("blocked by annotation %s=%q", state.AnnotationBlockReboot, r), time.Time{})
 	}
+	if o.Node.Quarantined {
+		add(BlockQuarantined, fmt.Sprintf("quarantined after a drain that did not finish: remove label %s to let it go", state.LabelQuarantined), time.Time{})
+	}
 	if r := o.Lock.PauseReason; r != "" {
 		add(BlockPaused, fmt.Sprintf("rollout paused: %q", r), time.Time{})
 	}
@@ -525,4 +542,35 @@ func (o Observation) addLoopHold(add func(reason, why string, end time.Time)) {
 		add(BlockRecentReboot, fmt.Sprintf("the host still asks for a reboot after the reboot at %s; at most one reboot per %s, next at %s",
 			st.LastReboot.Format(time.RFC3339), o.Limits.MinRebootInterval, next.Format(time.RFC3339)), next)
 	}
+}
+
+// DrainTimeoutAction is what a drain that ran out of time leads to.
+type DrainTimeoutAction string
+
+// The choices of --drain-timeout-action.
+const (
+	// DrainRetry undoes the cycle and tries again after a back-off.
+	DrainRetry DrainTimeoutAction = "retry"
+	// DrainQuarantine undoes the cycle and puts the node aside until an
+	// operator looks.
+	DrainQuarantine DrainTimeoutAction = "quarantine"
+	// DrainForce deletes the pods left, past their budgets, with a grace period.
+	DrainForce DrainTimeoutAction = "force"
+	// DrainReboot reboots anyway (--reboot-after-drain-timeout).
+	DrainReboot DrainTimeoutAction = "reboot"
+)
+
+// AfterDrainTimeout decides what a timed-out drain leads to: the operator's
+// choice, where reboot-after-timeout wins (it was the only choice before), and
+// a forced drain that timed out too falls back to retrying.
+func AfterDrainTimeout(choice DrainTimeoutAction, rebootAnyway, forcedAlready bool) DrainTimeoutAction {
+	switch {
+	case rebootAnyway:
+		return DrainReboot
+	case choice == DrainForce && forcedAlready:
+		return DrainRetry
+	case choice == DrainQuarantine || choice == DrainForce:
+		return choice
+	}
+	return DrainRetry
 }

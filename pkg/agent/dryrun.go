@@ -148,6 +148,10 @@ func (w dryNodeWriter) PodsToEvict(ctx context.Context, opts nodeops.DrainOption
 	return w.d.nodes.PodsToEvict(ctx, opts)
 }
 
+func (w dryNodeWriter) DrainBlockers(ctx context.Context, opts nodeops.DrainOptions) ([]string, error) {
+	return w.d.nodes.DrainBlockers(ctx, opts)
+}
+
 type dryLock struct{ d *dryRun }
 
 func (l dryLock) Snapshot() (lock.Snapshot, error) {

@@ -208,9 +208,10 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 		// answer was lost already cordoned the node (found by test/model).
 		st.CordonedByUs = st.CordonedByUs || !node.Spec.Unschedulable
 		st.CycleStarted = now
-		st.Drained, st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = false, "", time.Time{}, 0
+		st.Drained, st.DrainedAt, st.BootIDBefore, st.RebootRequestedAt, st.RebootAttempts = false, time.Time{}, "", time.Time{}, 0
 		nodeops.AddTaint(node, now)
 		node.Spec.Unschedulable = true
+		a.beginLabels(node, st)
 		return nil
 	})
 	if err != nil {
@@ -222,28 +223,62 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 }
 
 // drain evicts the node's pods and records that it is drained. What comes next
-// (reboot, apply updates, abort) is decided on a fresh observation.
+// (reboot, apply updates, abort) is decided on a fresh observation; what a
+// timed-out drain leads to is AfterDrainTimeout's decision.
 func (a *Agent) drain(ctx context.Context) error {
 	start := a.cfg.Clock()
 	err := a.cfg.Nodes.Drain(ctx, a.cfg.Drain)
 	if err != nil && ctx.Err() != nil {
 		return err
 	}
-	timedOut := errors.Is(err, nodeops.ErrDrainTimeout)
-	if err != nil && !(a.cfg.RebootAfterDrainTimeout && timedOut) {
-		return a.drainFailed(ctx, err)
+	if errors.Is(err, nodeops.ErrDrainTimeout) {
+		err = a.drainTimedOut(ctx, err)
 	}
 	if err != nil {
-		a.warn("DrainTimedOut", "drain timed out; rebooting anyway as configured: %v", err)
-	} else {
-		a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
-		a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
+		return a.drainFailed(ctx, err)
 	}
+	a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
+	a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
+	return a.markDrained(ctx)
+}
+
+// errQuarantine: the drain timed out and the node is to be put aside.
+var errQuarantine = errors.New("quarantined")
+
+// drainTimedOut carries out AfterDrainTimeout's choice. It returns nil when
+// the node may go on to its reboot.
+func (a *Agent) drainTimedOut(ctx context.Context, cause error) error {
+	blockers, listErr := a.cfg.Nodes.DrainBlockers(ctx, a.cfg.Drain)
+	what := strings.Join(blockers, ", ")
+	if listErr != nil {
+		what = "cannot tell which pods: " + listErr.Error()
+	}
+	a.warn("DrainTimedOut", "the drain did not finish in %s; left: %s", a.cfg.Drain.Timeout, what)
+	switch AfterDrainTimeout(a.cfg.DrainTimeoutAction, a.cfg.RebootAfterDrainTimeout, false) {
+	case DrainReboot:
+		a.warn("DrainTimedOut", "rebooting anyway as configured (--reboot-after-drain-timeout)")
+		return nil
+	case DrainQuarantine:
+		return fmt.Errorf("%w: %w", errQuarantine, cause)
+	case DrainForce:
+		forced := a.cfg.Drain
+		forced.DisableEviction, forced.GracePeriod = true, a.cfg.ForceDrainGrace
+		a.warn("DrainForced", "deleting the pods left past their disruption budgets, with a grace period of %ds: %s", a.cfg.ForceDrainGrace, what)
+		if err := a.cfg.Nodes.Drain(ctx, forced); err != nil {
+			return fmt.Errorf("the forced drain failed too: %w", err)
+		}
+		return nil
+	}
+	return cause
+}
+
+func (a *Agent) markDrained(ctx context.Context) error {
+	now := a.cfg.Clock()
 	return a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {
 		if st.Phase != state.PhaseDraining {
 			return errStateChanged
 		}
-		st.Drained = true
+		st.Drained, st.DrainedAt = true, now
 		return nil
 	})
 }
@@ -262,16 +297,24 @@ func (a *Agent) applyUnderLock(ctx context.Context) {
 	a.nextHostCheck = a.cfg.Clock().Add(jitter(a.cfg.Period))
 }
 
+// drainFailed undoes the cycle after a failed drain: with a back-off before
+// the next try, or, for a quarantine, with the node put aside.
 func (a *Agent) drainFailed(ctx context.Context, cause error) error {
 	a.cfg.Metrics.DrainFailures.Inc()
+	quarantine := errors.Is(cause, errQuarantine)
 	failures := 0
-	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {
+	err := a.endCycleWith(ctx, endOptions{release: true, quarantine: quarantine}, func(st *state.Node) {
 		st.DrainFailures++
 		failures = st.DrainFailures
 		st.RetryAfter = a.cfg.Clock().Add(a.backoff(st.DrainFailures))
 	})
 	if err != nil {
 		return err
+	}
+	if quarantine {
+		a.warn("Quarantined", "drain failed; uncordoned, released the lock and labelled the node %s: no cycle starts until an operator removes the label: %v",
+			state.LabelQuarantined, cause)
+		return nil
 	}
 	a.warn("DrainFailed", "drain failed (failure %d); uncordoned, released the lock, retrying after %s: %v",
 		failures, a.backoff(failures), cause)
@@ -425,8 +468,9 @@ func (a *Agent) failHealth(ctx context.Context, obs Observation, why string) err
 }
 
 type endOptions struct {
-	release  bool // give the lock slot back
-	rebooted bool // the cycle rebooted the host: clear the force annotation
+	release    bool // give the lock slot back
+	rebooted   bool // the cycle rebooted the host: clear the force annotation
+	quarantine bool // put the node aside (state.LabelQuarantined)
 }
 
 func (a *Agent) endCycle(ctx context.Context, why string, opts endOptions) error {
@@ -447,6 +491,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 		if st.CordonedByUs {
 			node.Spec.Unschedulable = false
 		}
+		a.endLabels(node, *st, opts.quarantine)
 		// The admission was for this cycle; the next one is asked for anew.
 		delete(node.Annotations, state.AnnotationAdmitted)
 		if opts.rebooted && st.Force {
@@ -470,4 +515,43 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 		return a.release(ctx, "cycle ended")
 	}
 	return nil
+}
+
+// beginLabels sets the cycle's labels as the cycle begins: the pre-reboot
+// labels, and the load balancer exclusion unless the operator set it already
+// (then it is theirs, and stays after the cycle).
+func (a *Agent) beginLabels(node *corev1.Node, st *state.Node) {
+	l := a.cfg.Labels
+	if len(l.Pre) == 0 && !l.ExcludeFromLB {
+		return
+	}
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	maps.Copy(node.Labels, l.Pre)
+	if _, set := node.Labels[state.LabelExcludeFromLB]; l.ExcludeFromLB && (!set || st.LBExcludedByUs) {
+		node.Labels[state.LabelExcludeFromLB] = "true"
+		st.LBExcludedByUs = true
+	}
+}
+
+// endLabels undoes beginLabels when a cycle ends (rebooted or undone): the
+// exclusion goes if nodepatch set it, the post-reboot labels are set.
+func (a *Agent) endLabels(node *corev1.Node, st state.Node, quarantine bool) {
+	inCycle := st.Phase != state.PhaseIdle || st.CordonedByUs || st.LBExcludedByUs
+	if st.LBExcludedByUs {
+		delete(node.Labels, state.LabelExcludeFromLB)
+	}
+	if inCycle && len(a.cfg.Labels.Post) > 0 {
+		if node.Labels == nil {
+			node.Labels = map[string]string{}
+		}
+		maps.Copy(node.Labels, a.cfg.Labels.Post)
+	}
+	if quarantine {
+		if node.Labels == nil {
+			node.Labels = map[string]string{}
+		}
+		node.Labels[state.LabelQuarantined] = "true"
+	}
 }

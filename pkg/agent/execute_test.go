@@ -39,6 +39,8 @@ type world struct {
 	now      time.Time
 	// drain replaces the real drain when set (to act as an operator meanwhile).
 	drain func(ctx context.Context) error
+	// drains records the options of every drain asked for.
+	drains []nodeops.DrainOptions
 	// lock replaces the real lock when set.
 	lock    Lock
 	flushed int
@@ -179,6 +181,7 @@ func (ww *worldWriter) Update(ctx context.Context, mutate func(*corev1.Node) err
 }
 
 func (ww *worldWriter) Drain(ctx context.Context, opts nodeops.DrainOptions) error {
+	ww.w.drains = append(ww.w.drains, opts)
 	if ww.w.drain != nil {
 		return ww.w.drain(ctx)
 	}
@@ -187,6 +190,10 @@ func (ww *worldWriter) Drain(ctx context.Context, opts nodeops.DrainOptions) err
 
 func (ww *worldWriter) PodsToEvict(ctx context.Context, opts nodeops.DrainOptions) ([]string, error) {
 	return ww.real.PodsToEvict(ctx, opts)
+}
+
+func (ww *worldWriter) DrainBlockers(ctx context.Context, opts nodeops.DrainOptions) ([]string, error) {
+	return ww.real.DrainBlockers(ctx, opts)
 }
 
 type fakeHost struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/host/systemd"
 	"github.com/nodepatch/nodepatch/pkg/reboot"
 	"github.com/nodepatch/nodepatch/pkg/schedule"
+	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
 // Options are the agent's settings, one per flag of `nodepatch agent`.
@@ -47,6 +48,20 @@ type Options struct {
 	DrainPodSelector        string
 	DrainRetryBackoff       time.Duration
 	RebootAfterDrainTimeout bool
+	// The drain's policy: kubectl's and kured's flags.
+	DeleteEmptyDirData       bool
+	Force                    bool
+	SkipWaitForDeleteTimeout int
+	DrainTimeoutAction       string
+	ForceDrainGrace          int
+	DrainDelay               time.Duration
+	RebootDelay              time.Duration
+	LockReleaseDelay         time.Duration
+
+	// Node labels of a cycle (kured's flags, and the load balancer exclusion).
+	PreRebootNodeLabels  []string
+	PostRebootNodeLabels []string
+	ExcludeFromLB        bool
 
 	RebootDays string
 	StartTime  string
@@ -148,6 +163,7 @@ func (o Options) Validate() (schedule.Window, error) {
 	}
 	o.validateHost(bad)
 	o.Checks.validate(bad)
+	o.validateCycle(bad)
 	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
 	if err != nil {
 		errs = append(errs, err)
@@ -279,3 +295,69 @@ func (o Options) patcher(kind packages.Kind, runner host.Runner, log *slog.Logge
 	log.Info("patching with the host's package manager", "kind", kind, "mode", o.Patch, "interval", o.PatchInterval, "underLock", o.PatchUnderLock)
 	return m
 }
+
+func (o Options) validateCycle(bad func(string, any, string)) {
+	switch DrainTimeoutAction(o.DrainTimeoutAction) {
+	case DrainRetry, DrainQuarantine, DrainForce:
+	default:
+		bad("drain-timeout-action", o.DrainTimeoutAction, "want retry, quarantine or force")
+	}
+	if o.ForceDrainGrace < 0 {
+		bad("force-drain-grace-period", o.ForceDrainGrace, "want seconds, 0 or more")
+	}
+	if o.SkipWaitForDeleteTimeout < 0 {
+		bad("skip-wait-for-delete-timeout", o.SkipWaitForDeleteTimeout, "want seconds, 0 (wait for every pod) or more")
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{{"drain-delay", o.DrainDelay}, {"reboot-delay", o.RebootDelay}, {"lock-release-delay", o.LockReleaseDelay}} {
+		if d.value < 0 {
+			bad(d.flag, d.value, "want 0 or a positive duration")
+		}
+	}
+	if soak := o.soak(); o.Checks.HealthTimeout > 0 && soak >= o.Checks.HealthTimeout {
+		bad("soak", soak, fmt.Sprintf("not shorter than --health-timeout (%s): every cycle would fail before its soak ends", o.Checks.HealthTimeout))
+	}
+	if o.LockReleaseDelay > 0 && o.Checks.Soak > 0 {
+		bad("lock-release-delay", o.LockReleaseDelay, "kured's name for --soak: set one of them")
+	}
+	for flag, list := range map[string][]string{"pre-reboot-node-labels": o.PreRebootNodeLabels, "post-reboot-node-labels": o.PostRebootNodeLabels} {
+		if _, err := ParseNodeLabels(list); err != nil {
+			bad(flag, strings.Join(list, ","), err.Error())
+		}
+	}
+}
+
+// ParseNodeLabels reads kured's KEY=VALUE label list. Keys nodepatch owns are
+// refused: they carry its own state.
+func ParseNodeLabels(list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range list {
+		key, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want KEY=VALUE", kv)
+		}
+		if msgs := validation.IsQualifiedName(key); len(msgs) > 0 {
+			return nil, fmt.Errorf("%q: label key %s", kv, strings.Join(msgs, "; "))
+		}
+		if msgs := validation.IsValidLabelValue(value); len(msgs) > 0 {
+			return nil, fmt.Errorf("%q: label value %s", kv, strings.Join(msgs, "; "))
+		}
+		if strings.HasPrefix(key, "nodepatch.io/") || key == state.LabelExcludeFromLB {
+			return nil, fmt.Errorf("%q: nodepatch sets %s itself", kv, key)
+		}
+		out[key] = value
+	}
+	return out, nil
+}
+
+// cycleLabels are the node labels the options ask for (validated already).
+func (o Options) cycleLabels() NodeLabels {
+	pre, _ := ParseNodeLabels(o.PreRebootNodeLabels)
+	post, _ := ParseNodeLabels(o.PostRebootNodeLabels)
+	return NodeLabels{Pre: pre, Post: post, ExcludeFromLB: o.ExcludeFromLB}
+}
+
+// soak is --soak, or kured's --lock-release-delay.
+func (o Options) soak() time.Duration { return max(o.Checks.Soak, o.LockReleaseDelay) }

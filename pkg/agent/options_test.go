@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func validOptions() Options {
@@ -15,6 +16,7 @@ func validOptions() Options {
 		DrainRetryBackoff: time.Minute, RebootDays: "mon", StartTime: "22:00", EndTime: "04:00", TimeZone: "Europe/Berlin",
 		MetricsAddress: ":8080", LogFormat: "text", HostRoot: "/", HostExec: "systemd", Patch: "security",
 		PatchInterval: time.Hour, PatchTimeout: time.Minute, MinRebootInterval: time.Hour, MaxRepeatedReboots: 3,
+		DeleteEmptyDirData: true, DrainTimeoutAction: "retry", ForceDrainGrace: 30, ExcludeFromLB: true,
 		Checks: CheckOptions{HealthDaemonSets: true, HealthTimeout: 10 * time.Minute, KuredLockAnnotation: "weave.works/kured-node-lock"}}
 }
 
@@ -94,6 +96,54 @@ func FuzzValidate(f *testing.F) {
 		}
 		for _, line := range strings.Split(err.Error(), "\n") {
 			require.True(t, strings.HasPrefix(line, "--"), "an error line does not name its flag: %q", line)
+		}
+	})
+}
+
+func TestValidateCyclePolicy(t *testing.T) {
+	o := validOptions()
+	o.DrainTimeoutAction, o.ForceDrainGrace, o.SkipWaitForDeleteTimeout = "panic", -1, -5
+	o.DrainDelay, o.LockReleaseDelay, o.Checks.Soak = -time.Second, time.Minute, time.Minute
+	o.PreRebootNodeLabels = []string{"status=rebooting", "nope"}
+	o.PostRebootNodeLabels = []string{"nodepatch.io/phase=x", "a=" + strings.Repeat("v", 64)}
+	_, err := o.Validate()
+	for _, want := range []string{`--drain-timeout-action "panic": want retry, quarantine or force`,
+		`--force-drain-grace-period "-1"`, `--skip-wait-for-delete-timeout "-5"`, `--drain-delay "-1s"`,
+		`--lock-release-delay "1m0s": kured's name for --soak: set one of them`,
+		`--pre-reboot-node-labels "status=rebooting,nope": "nope": want KEY=VALUE`,
+		`--post-reboot-node-labels "nodepatch.io/phase=x,a=`} {
+		require.ErrorContains(t, err, want)
+	}
+	o = validOptions()
+	o.LockReleaseDelay = 15 * time.Minute
+	_, err = o.Validate()
+	require.ErrorContains(t, err, `--soak "15m0s": not shorter than --health-timeout (10m0s)`)
+}
+
+func TestParseNodeLabels(t *testing.T) {
+	got, err := ParseNodeLabels([]string{"status=rebooting", "example.com/maint=", "x=y"})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"status": "rebooting", "example.com/maint": "", "x": "y"}, got)
+	for _, bad := range []string{"=v", "a b=c", "k=v v", "node.kubernetes.io/exclude-from-external-load-balancers=true", "nodepatch.io/x=1"} {
+		_, err := ParseNodeLabels([]string{bad})
+		require.Error(t, err, bad)
+		require.Contains(t, err.Error(), bad)
+	}
+}
+
+// FuzzParseNodeLabels: a list that parses gives labels the API server takes.
+func FuzzParseNodeLabels(f *testing.F) {
+	f.Add("status=rebooting")
+	f.Add("a=b=c")
+	f.Add("example.com/x=y")
+	f.Fuzz(func(t *testing.T, kv string) {
+		got, err := ParseNodeLabels([]string{kv})
+		if err != nil {
+			return
+		}
+		for k, v := range got {
+			require.Empty(t, validation.IsQualifiedName(k))
+			require.Empty(t, validation.IsValidLabelValue(v))
 		}
 	})
 }

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/kubectl/pkg/drain"
@@ -100,20 +102,30 @@ func RemoveTaint(node *corev1.Node) {
 
 // DrainOptions are the operator's drain settings.
 type DrainOptions struct {
-	Timeout      time.Duration
-	GracePeriod  int // seconds; -1 uses each pod's own
-	PodSelector  string
-	Log          io.Writer
-	OnPodEvicted func(pod *corev1.Pod)
+	Timeout     time.Duration
+	GracePeriod int // seconds; -1 uses each pod's own
+	PodSelector string
+	// DeleteEmptyDirData lets pods with emptyDir volumes go (their data with them).
+	DeleteEmptyDirData bool
+	// Force lets pods without a controller go: deleting them loses them for good.
+	Force bool
+	// SkipWaitForDeleteTimeout: pods whose deletion is older than this many
+	// seconds are not waited for (0: wait for all), as kubectl's flag.
+	SkipWaitForDeleteTimeout int
+	// DisableEviction deletes the pods instead of evicting them: past their
+	// PodDisruptionBudgets (--drain-timeout-action=force only).
+	DisableEviction bool
+	Log             io.Writer
+	OnPodEvicted    func(pod *corev1.Pod)
 }
 
 // ErrDrainTimeout: the drain did not finish within DrainOptions.Timeout, whether
 // evictions were still refused or evicted pods were still terminating.
 var ErrDrainTimeout = errors.New("drain timed out")
 
-// Drain evicts the node's pods (DaemonSet pods stay, emptyDir data goes) and waits
-// until they are gone, for at most opts.Timeout. Pods without a controller make it
-// fail: deleting them would lose them for good, which is the operator's call.
+// Drain evicts the node's pods (DaemonSet pods stay) and waits until they are
+// gone, for at most opts.Timeout. Pods without a controller make it fail unless
+// opts.Force: deleting them would lose them for good, which is the operator's call.
 //
 // The deadline is a context of its own rather than the drain helper's Timeout:
 // the helper reports its two timeouts (evictions refused, pods slow to go) in
@@ -129,15 +141,18 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 		opts.Log = io.Discard // the drain helper writes progress unconditionally
 	}
 	helper := &drain.Helper{
-		Ctx:                  ctx,
-		Client:               n.Client,
-		GracePeriodSeconds:   opts.GracePeriod,
-		IgnoreAllDaemonSets:  true,
-		DeleteEmptyDirData:   true,
-		PodSelector:          opts.PodSelector,
-		EvictErrorRetryDelay: time.Second,
-		Out:                  opts.Log,
-		ErrOut:               opts.Log,
+		Ctx:                             ctx,
+		Client:                          n.Client,
+		GracePeriodSeconds:              opts.GracePeriod,
+		IgnoreAllDaemonSets:             true,
+		DeleteEmptyDirData:              opts.DeleteEmptyDirData,
+		Force:                           opts.Force,
+		SkipWaitForDeleteTimeoutSeconds: opts.SkipWaitForDeleteTimeout,
+		DisableEviction:                 opts.DisableEviction,
+		PodSelector:                     opts.PodSelector,
+		EvictErrorRetryDelay:            time.Second,
+		Out:                             opts.Log,
+		ErrOut:                          opts.Log,
 		OnPodDeletedOrEvicted: func(pod *corev1.Pod, _ bool) {
 			if opts.OnPodEvicted != nil {
 				opts.OnPodEvicted(pod)
@@ -156,7 +171,8 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 
 // PodsToEvict lists the pods a drain would evict, for a dry run.
 func (n *Node) PodsToEvict(ctx context.Context, opts DrainOptions) ([]string, error) {
-	helper := &drain.Helper{Ctx: ctx, Client: n.Client, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true, PodSelector: opts.PodSelector}
+	helper := &drain.Helper{Ctx: ctx, Client: n.Client, IgnoreAllDaemonSets: true, DeleteEmptyDirData: opts.DeleteEmptyDirData,
+		Force: opts.Force, PodSelector: opts.PodSelector}
 	list, errs := helper.GetPodsForDeletion(n.Name)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("listing pods to evict from node %s: %v", n.Name, errs)
@@ -178,4 +194,39 @@ func (n *Node) Pods(ctx context.Context) ([]corev1.Pod, error) {
 		return nil, fmt.Errorf("listing the pods on node %s: %w", n.Name, err)
 	}
 	return list.Items, nil
+}
+
+// DrainBlockers names what keeps the drain from finishing: each pod still to
+// go, with the PodDisruptionBudget that covers it and the disruptions it
+// allows. For the Event after a drain timed out; best effort.
+func (n *Node) DrainBlockers(ctx context.Context, opts DrainOptions) ([]string, error) {
+	helper := &drain.Helper{Ctx: ctx, Client: n.Client, IgnoreAllDaemonSets: true, DeleteEmptyDirData: true, Force: true, PodSelector: opts.PodSelector}
+	list, errs := helper.GetPodsForDeletion(n.Name)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("listing the pods left on node %s: %v", n.Name, errs)
+	}
+	budgets := map[string][]policyv1.PodDisruptionBudget{}
+	var out []string
+	for _, p := range list.Pods() {
+		if _, ok := budgets[p.Namespace]; !ok {
+			pdbs, err := n.Client.PolicyV1().PodDisruptionBudgets(p.Namespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("listing the PodDisruptionBudgets in %s: %w", p.Namespace, err)
+			}
+			budgets[p.Namespace] = pdbs.Items
+		}
+		out = append(out, describeBlocker(p, budgets[p.Namespace]))
+	}
+	return out, nil
+}
+
+func describeBlocker(p corev1.Pod, pdbs []policyv1.PodDisruptionBudget) string {
+	for _, pdb := range pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		return fmt.Sprintf("pod %s/%s (PodDisruptionBudget %s allows %d disruptions)", p.Namespace, p.Name, pdb.Name, pdb.Status.DisruptionsAllowed)
+	}
+	return fmt.Sprintf("pod %s/%s", p.Namespace, p.Name)
 }

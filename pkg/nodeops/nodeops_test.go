@@ -87,7 +87,7 @@ func pod(name string) *corev1.Pod {
 // refused by a PodDisruptionBudget, and evicted pods slow to go — end in
 // ErrDrainTimeout, whatever kubectl's words for each.
 func TestDrainTimeoutIsTyped(t *testing.T) {
-	opts := DrainOptions{Timeout: 1500 * time.Millisecond, GracePeriod: -1}
+	opts := DrainOptions{Timeout: 1500 * time.Millisecond, GracePeriod: -1, DeleteEmptyDirData: true}
 
 	t.Run("evictions refused", func(t *testing.T) {
 		n, client := newNode(t, pod("web-0"))

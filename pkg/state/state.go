@@ -55,6 +55,23 @@ const (
 	// boot) at this time and is in service again; it keeps its slot while the
 	// health gate and the soak run (phase Verifying).
 	AnnotationBackAt = "nodepatch.io/back-at"
+	// AnnotationDrainedAt: when this cycle's drain finished (--reboot-delay
+	// counts from it).
+	AnnotationDrainedAt = "nodepatch.io/drained-at"
+	// AnnotationLBExcludedByUs: nodepatch set LabelExcludeFromLB for this cycle
+	// (an operator's own label is never removed).
+	AnnotationLBExcludedByUs = "nodepatch.io/lb-excluded-by-nodepatch"
+)
+
+// Labels nodepatch sets on its node.
+const (
+	// LabelExcludeFromLB takes the node out of external load balancers while
+	// it is out of service (service controllers honour it).
+	LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+	// LabelQuarantined: a drain that kept failing put the node aside
+	// (--drain-timeout-action=quarantine); no cycle starts until an operator
+	// removes the label.
+	LabelQuarantined = "nodepatch.io/quarantined"
 )
 
 // TaintKey is the NoSchedule taint the agent puts on its node for the length of a cycle.
@@ -96,6 +113,8 @@ type Node struct {
 	LastPatch         time.Time
 	RepeatedReboots   int
 	BackAt            time.Time
+	DrainedAt         time.Time
+	LBExcludedByUs    bool
 }
 
 // Parse reads a node's annotations. A malformed value never stops parsing: it is
@@ -123,6 +142,8 @@ func Parse(annotations map[string]string) (Node, error) {
 		LastPatch:         p.time(AnnotationLastPatch),
 		RepeatedReboots:   p.count(AnnotationRepeatedReboots),
 		BackAt:            p.time(AnnotationBackAt),
+		DrainedAt:         p.time(AnnotationDrainedAt),
+		LBExcludedByUs:    p.boolean(AnnotationLBExcludedByUs),
 	}
 	return n, errors.Join(p.errs...)
 }
@@ -204,6 +225,8 @@ func (n Node) AgentAnnotations() map[string]*string {
 		AnnotationLastPatch:         timestamp(n.LastPatch),
 		AnnotationRepeatedReboots:   positive(n.RepeatedReboots),
 		AnnotationBackAt:            timestamp(n.BackAt),
+		AnnotationDrainedAt:         timestamp(n.DrainedAt),
+		AnnotationLBExcludedByUs:    flag(n.LBExcludedByUs),
 	}
 }
 

@@ -270,7 +270,7 @@ func (m *model) start(i int) {
 		NodeName: name,
 		Limits: agent.Limits{RebootTimeout: rebootTimeout, MaxRebootAttempts: 2, MinRebootInterval: time.Hour,
 			MaxRepeatedReboots: 3, BusyTimeout: 30 * time.Minute},
-		Drain:             nodeops.DrainOptions{Timeout: time.Minute, GracePeriod: -1, Log: io.Discard},
+		Drain:             nodeops.DrainOptions{Timeout: time.Minute, GracePeriod: -1, DeleteEmptyDirData: true, Log: io.Discard},
 		DrainRetryBackoff: drainBackoff, MaxDrainRetryBackoff: time.Hour,
 		Period:   period,
 		Clock:    m.now,
