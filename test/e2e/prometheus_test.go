@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ import (
 
 // Debian's prometheus package (installed by .ci/run) provides both.
 const (
-	prometheusPath = "/usr/bin/prometheus"
+	prometheusPath = harness.PrometheusBinary
 	promtoolPath   = "/usr/bin/promtool"
 	// alertJob is the job label the chart's rules select by default: the chart's name.
 	alertJob = "nodepatch"
@@ -39,7 +38,7 @@ const (
 func TestPrometheusAlertsOnPendingReboot(t *testing.T) {
 	requireFile(t, prometheusPath)
 	requireFile(t, promtoolPath)
-	ports := freePortsT(t, 3)
+	ports := freePortsT(t, 2)
 	agentAddr := map[string]string{
 		nodeName(0): fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		nodeName(1): fmt.Sprintf("127.0.0.1:%d", ports[1]),
@@ -52,8 +51,7 @@ func TestPrometheusAlertsOnPendingReboot(t *testing.T) {
 	checkMetricsWithPromtool(t, page)
 
 	rules := charttest.AlertRules(t, "--set", "alerts.rebootPending.for=1s", "--set", "alerts.rebootBlocked.for=1s")
-	prom := startPrometheus(t, fmt.Sprintf("127.0.0.1:%d", ports[2]), rules,
-		[]string{agentAddr[nodeName(0)], agentAddr[nodeName(1)]})
+	prom := startPrometheus(t, rules, []string{agentAddr[nodeName(0)], agentAddr[nodeName(1)]})
 
 	// Blocked first, so the reboot stays pending long enough to be scraped.
 	reason := "e2e: hold for the alert"
@@ -154,72 +152,21 @@ func checkMetricsWithPromtool(t *testing.T, page []byte) {
 
 // prometheus is a running Prometheus server.
 type prometheus struct {
-	url  string // http://127.0.0.1:port
-	proc *harness.Process
+	url string // http://127.0.0.1:port
 }
 
-// startPrometheus runs Prometheus on addr with 1s scrape and evaluation
-// intervals, the given rule file, and the agents as targets of the job the
-// rules select. It is stopped (its process group) when the test ends; its log
-// is shown when the test failed.
-func startPrometheus(t *testing.T, addr string, rules []byte, targets []string) *prometheus {
+// startPrometheus runs Prometheus (through the harness) with 1s scrape and
+// evaluation intervals, the given rule file, and the agents as targets of the
+// job the rules select. It is stopped (its process group) when the test ends;
+// its targets, alerts and log are shown when the test failed.
+func startPrometheus(t *testing.T, rules []byte, targets []string) *prometheus {
 	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "nodepatch.rules.yaml"), rules, 0o644))
-	quoted := make([]string, len(targets))
-	for i, tg := range targets {
-		quoted[i] = fmt.Sprintf("%q", tg)
-	}
-	config := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - nodepatch.rules.yaml
-scrape_configs:
-  - job_name: %s
-    static_configs:
-      - targets: [%s]
-`, alertJob, strings.Join(quoted, ", "))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644))
-	proc, err := harness.StartProcess(harness.ProcessSpec{
-		Name: "prometheus", Path: prometheusPath, Dir: dir, LogPath: filepath.Join(dir, "prometheus.log"),
-		Args: []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"),
-			"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr},
+	p := harness.StartPrometheusT(t, harness.PrometheusOptions{
+		Binary:    prometheusPath,
+		RuleFiles: map[string][]byte{"nodepatch.rules.yaml": rules},
+		Jobs:      []harness.ScrapeJob{{Name: alertJob, Targets: targets}},
 	})
-	require.NoError(t, err)
-	p := &prometheus{url: "http://" + addr, proc: proc}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, path := range []string{"/api/v1/targets", "/api/v1/alerts"} {
-				if body, err := httpGet(context.Background(), p.url+path); err == nil {
-					t.Logf("prometheus %s:\n%s", path, body)
-				}
-			}
-			t.Logf("prometheus log (pid %d) ends:\n%s", proc.PID(), proc.LogTail(6000))
-		}
-		require.NoError(t, proc.Stop(10*time.Second), "stop prometheus")
-	})
-	p.waitReady(t)
-	return p
-}
-
-func (p *prometheus) waitReady(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if exited, err := p.proc.Exited(); exited {
-			t.Fatalf("prometheus exited: %v; log:\n%s", err, p.proc.LogTail(4000))
-		}
-		_, err := httpGet(t.Context(), p.url+"/-/ready")
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready after 30s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return &prometheus{url: p.URL}
 }
 
 // alert is one entry of /api/v1/alerts.
