@@ -97,6 +97,7 @@ func newLogger(format string) *slog.Logger {
 func bindCheckFlags(f *pflag.FlagSet, c *agent.CheckOptions) {
 	f.StringArrayVar(&c.BlockingPodSelectors, "blocking-pod-selector", nil, "label selector: matching pods on this node hold the reboot (repeatable; finished pods do not hold)")
 	f.StringVar(&c.PrometheusURL, "prometheus-url", "", "Prometheus to ask before a cycle starts: firing alerts hold it (see --alert-*)")
+	f.DurationVar(&c.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "bound on each request to Prometheus")
 	f.StringVar(&c.AlertFilterRegexp, "alert-filter-regexp", "", "alerts whose name matches are ignored (with --alert-filter-match-only: only they hold)")
 	f.BoolVar(&c.AlertFilterMatchOnly, "alert-filter-match-only", false, "only alerts whose name matches --alert-filter-regexp hold the reboot")
 	f.BoolVar(&c.AlertFiringOnly, "alert-firing-only", false, "pending alerts do not hold the reboot, only firing ones")

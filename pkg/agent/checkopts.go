@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodepatch/nodepatch/pkg/prom"
 )
 
 // CheckOptions are the flags of the holds from outside the node (kured's names
@@ -17,6 +19,7 @@ type CheckOptions struct {
 	BlockingPodSelectors []string
 
 	PrometheusURL        string
+	PrometheusTimeout    time.Duration
 	AlertFilterRegexp    string
 	AlertFilterMatchOnly bool
 	AlertFiringOnly      bool
@@ -41,7 +44,7 @@ func (c CheckOptions) healthGate(soak time.Duration) bool {
 	return c.HealthDaemonSets || c.ReadyPodSelector != "" || c.HealthQuery != "" || soak > 0
 }
 
-func (c CheckOptions) validate(bad func(string, any, string)) {
+func (c CheckOptions) validate(node string, bad func(string, any, string)) []error {
 	for _, sel := range c.BlockingPodSelectors {
 		if _, err := parseSelector(sel); err != nil {
 			bad("blocking-pod-selector", sel, err.Error())
@@ -50,7 +53,7 @@ func (c CheckOptions) validate(bad func(string, any, string)) {
 	if _, err := labels.Parse(c.ReadyPodSelector); err != nil {
 		bad("ready-pod-selector", c.ReadyPodSelector, err.Error())
 	}
-	c.validatePrometheus(bad)
+	errs := c.validatePrometheus(node, bad)
 	if c.KuredDaemonSet != "" {
 		if _, _, err := splitNamespacedName(c.KuredDaemonSet); err != nil {
 			bad("kured-daemonset", c.KuredDaemonSet, err.Error())
@@ -65,19 +68,31 @@ func (c CheckOptions) validate(bad func(string, any, string)) {
 	if c.HealthTimeout <= 0 {
 		bad("health-timeout", c.HealthTimeout, "want a positive duration")
 	}
+	return errs
 }
 
-// validatePrometheus checks that every Prometheus feature has a server to ask.
-func (c CheckOptions) validatePrometheus(bad func(string, any, string)) {
-	if c.PrometheusURL != "" {
-		return
-	}
-	for flag, value := range map[string]string{"alert-filter-regexp": c.AlertFilterRegexp, "alert-label-matchers": c.AlertLabelMatchers,
-		"block-while-query": c.BlockWhileQuery, "health-query": c.HealthQuery} {
-		if value != "" {
-			bad(flag, value, "needs --prometheus-url")
+// validatePrometheus checks that every Prometheus feature has a server to
+// ask, and the settings of those that do (pkg/prom's errors name their flags).
+func (c CheckOptions) validatePrometheus(node string, bad func(string, any, string)) []error {
+	if c.PrometheusURL == "" {
+		for flag, value := range map[string]string{"alert-filter-regexp": c.AlertFilterRegexp, "alert-label-matchers": c.AlertLabelMatchers,
+			"block-while-query": c.BlockWhileQuery, "health-query": c.HealthQuery} {
+			if value != "" {
+				bad(flag, value, "needs --prometheus-url")
+			}
 		}
+		return nil
 	}
+	if err := c.alertConfig(node).Validate(); err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+func (c CheckOptions) alertConfig(node string) prom.AlertConfig {
+	return prom.AlertConfig{ClientConfig: prom.ClientConfig{URL: c.PrometheusURL, Timeout: c.PrometheusTimeout}, NodeName: node,
+		FilterRegexp: c.AlertFilterRegexp, FilterMatchOnly: c.AlertFilterMatchOnly, FiringOnly: c.AlertFiringOnly,
+		LabelMatchers: c.AlertLabelMatchers}
 }
 
 // parseSelector parses a label selector that must select something: an empty
@@ -111,6 +126,19 @@ func (c CheckOptions) effects(client kubernetes.Interface, pods PodLister, node 
 		}
 		blockers = append(blockers, pb)
 	}
+	promBlockers, err := c.prometheusBlockers(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	blockers = append(blockers, promBlockers...)
+	if c.KuredDaemonSet != "" {
+		ns, name, err := splitNamespacedName(c.KuredDaemonSet)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--kured-daemonset %q: %w", c.KuredDaemonSet, err)
+		}
+		blockers = append(blockers, KuredBlocker{DaemonSets: client.AppsV1().DaemonSets(ns), Name: name,
+			Annotation: c.KuredLockAnnotation, Clock: time.Now})
+	}
 	gate := HealthGate{Pods: pods, DaemonSets: c.HealthDaemonSets}
 	if c.ReadyPodSelector != "" {
 		sel, err := labels.Parse(c.ReadyPodSelector)
@@ -119,5 +147,35 @@ func (c CheckOptions) effects(client kubernetes.Interface, pods PodLister, node 
 		}
 		gate.ReadyPods = sel
 	}
+	if c.HealthQuery != "" {
+		q, err := prom.NewHealthChecker(c.alertConfig(node).ClientConfig, c.HealthQuery)
+		if err != nil {
+			return nil, nil, err
+		}
+		gate.Query = q
+	}
 	return blockers, gate, nil
+}
+
+// prometheusBlockers: with --prometheus-url, the alerts (filtered) hold, and
+// --block-while-query does while it returns series.
+func (c CheckOptions) prometheusBlockers(node string) ([]Blocker, error) {
+	if c.PrometheusURL == "" {
+		return nil, nil
+	}
+	alerts, err := prom.NewAlertChecker(c.alertConfig(node))
+	if err != nil {
+		return nil, err
+	}
+	blockers := []Blocker{ExternalBlocker{Reason: BlockAlert, UnreachableReason: BlockPrometheusUnreachable,
+		Checker: alerts, Unreachable: prom.IsUnreachable}}
+	if c.BlockWhileQuery != "" {
+		q, err := prom.NewQueryChecker(c.alertConfig(node).ClientConfig, c.BlockWhileQuery)
+		if err != nil {
+			return nil, err
+		}
+		blockers = append(blockers, ExternalBlocker{Reason: BlockQuery, UnreachableReason: BlockPrometheusUnreachable,
+			Checker: q, Unreachable: prom.IsUnreachable})
+	}
+	return blockers, nil
 }

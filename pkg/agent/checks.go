@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/nodepatch/nodepatch/pkg/kured"
 )
 
 // PodLister lists the pods bound to the agent's node, from the API server.
@@ -153,4 +158,45 @@ func listNames(names []string, max int) string {
 		return strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
+}
+
+// DaemonSetGetter reads one DaemonSet (kured's).
+type DaemonSetGetter interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.DaemonSet, error)
+}
+
+// KuredBlocker holds a cycle while kured, running beside nodepatch, holds its
+// own lock (the annotation on its DaemonSet, in kured's JSON, single- or
+// multi-holder): two tools must not reboot nodes at the same time. A lock it
+// cannot read holds too; a DaemonSet that is gone does not (kured was removed).
+type KuredBlocker struct {
+	DaemonSets DaemonSetGetter
+	Name       string
+	Annotation string
+	Clock      func() time.Time
+}
+
+// Check reads kured's lock once.
+func (b KuredBlocker) Check(ctx context.Context) []Block {
+	ds, err := b.DaemonSets.Get(ctx, b.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return []Block{{Reason: BlockKuredLock, Detail: "cannot read kured's lock on DaemonSet " + b.Name + ": " + err.Error()}}
+	}
+	value, ok := ds.Annotations[b.Annotation]
+	if !ok || value == "" {
+		return nil
+	}
+	lock, err := kured.ParseNamedLock(b.Annotation, value)
+	if err != nil {
+		return []Block{{Reason: BlockKuredLock, Detail: "holding while kured's lock cannot be read: " + err.Error()}}
+	}
+	holders := kured.Holders(lock, b.Clock())
+	if len(holders) == 0 {
+		return nil
+	}
+	return []Block{{Reason: BlockKuredLock, Detail: fmt.Sprintf("kured's lock on DaemonSet %s/%s is held by %s",
+		ds.Namespace, ds.Name, listNames(holders, 5))}}
 }

@@ -9,9 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
@@ -235,4 +238,39 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+func TestKuredBlocker(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ds := func(annotations map[string]string) *appsv1.DaemonSet {
+		return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kured", Namespace: "kube-system", Annotations: annotations}}
+	}
+	const key = "weave.works/kured-node-lock"
+	cases := []struct {
+		name    string
+		objects []runtime.Object
+		holds   string // "" for no hold, else a part of the detail
+	}{
+		{"no kured", nil, ""},
+		{"kured without its lock", []runtime.Object{ds(nil)}, ""},
+		{"one holder", []runtime.Object{ds(map[string]string{key: `{"nodeID":"n7","metadata":{"unschedulable":false},"created":"2026-12-01T09:59:00Z","TTL":0}`})}, "held by n7"},
+		{"multi-holder, one expired", []runtime.Object{ds(map[string]string{key: `{"maxOwners":2,"locks":[` +
+			`{"nodeID":"a","created":"2026-12-01T08:00:00Z","TTL":3600000000000},{"nodeID":"b","created":"2026-12-01T09:30:00Z","TTL":3600000000000}]}`})}, "held by b"},
+		{"multi-holder, all expired", []runtime.Object{ds(map[string]string{key: `{"maxOwners":2,"locks":[{"nodeID":"a","created":"2026-12-01T08:00:00Z","TTL":3600000000000}]}`})}, ""},
+		{"unreadable lock holds", []runtime.Object{ds(map[string]string{key: `{"node":"x"}`})}, "cannot be read"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			client := fake.NewClientset(c.objects...)
+			b := KuredBlocker{DaemonSets: client.AppsV1().DaemonSets("kube-system"), Name: "kured", Annotation: key, Clock: func() time.Time { return now }}
+			blocks := b.Check(context.Background())
+			if c.holds == "" {
+				require.Empty(t, blocks)
+				return
+			}
+			require.Len(t, blocks, 1)
+			require.Equal(t, BlockKuredLock, blocks[0].Reason)
+			require.Contains(t, blocks[0].Detail, c.holds)
+		})
+	}
 }

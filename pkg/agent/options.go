@@ -162,7 +162,7 @@ func (o Options) Validate() (schedule.Window, error) {
 		bad("drain-pod-selector", o.DrainPodSelector, err.Error())
 	}
 	o.validateHost(bad)
-	o.Checks.validate(bad)
+	errs = append(errs, o.Checks.validate(o.NodeName, bad)...)
 	o.validateCycle(bad)
 	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
 	if err != nil {

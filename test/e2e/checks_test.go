@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
 	"github.com/nodepatch/nodepatch/pkg/state"
+	"github.com/nodepatch/nodepatch/test/harness"
 )
 
 // TestBlockingPodsHoldTheCycle: a pod matching --blocking-pod-selector on the
@@ -121,4 +126,111 @@ func (c *cluster) setPodReady(name string, ready bool) {
 	_, err = c.client.CoreV1().Pods("default").UpdateStatus(c.ctx, p, metav1.UpdateOptions{})
 	require.NoError(c.t, err)
 	c.waitFor(name+" readiness set", 10*time.Second, func() bool { return c.podReady(name) == ready })
+}
+
+// TestPrometheusAlertHoldsTheCycle runs a real Prometheus whose rules really
+// fire: an alert on this node holds its cycle until it resolves; an alert
+// scoped to another node (--alert-label-matchers with $NODE) and a filtered
+// Watchdog do not hold it; the other node stays held by its own alert.
+func TestPrometheusAlertHoldsTheCycle(t *testing.T) {
+	requireFile(t, prometheusPath)
+	maintenance := &gauge{}
+	exporter := httptest.NewServer(maintenance)
+	t.Cleanup(exporter.Close)
+	rules := []byte(`groups:
+- name: e2e
+  rules:
+  - alert: Watchdog
+    expr: vector(1)
+    labels: {severity: critical}
+  - alert: NodeMaintenance
+    expr: e2e_maintenance == 1
+    labels: {severity: critical, node: node-0}
+  - alert: DiskFull
+    expr: vector(1)
+    labels: {severity: critical, node: node-1}
+  - alert: MinorThing
+    expr: vector(1)
+    labels: {severity: info, node: node-0}
+`)
+	p := harness.StartPrometheusT(t, harness.PrometheusOptions{
+		Binary: prometheusPath, RuleFiles: map[string][]byte{"e2e.rules.yaml": rules},
+		Jobs: []harness.ScrapeJob{{Name: "e2e", Targets: []string{strings.TrimPrefix(exporter.URL, "http://")}}},
+	})
+	prom := &prometheus{url: p.URL}
+	maintenance.set(1)
+	c := newCluster(t, setup{nodes: 2, flags: []string{"--prometheus-url=" + p.URL, "--alert-filter-regexp=^Watchdog$",
+		`--alert-label-matchers=severity="critical",node=~"$NODE"`, "--alert-firing-only", "--period=1s"}})
+	c.waitFor("NodeMaintenance and DiskFull firing", time.Minute, func() bool {
+		alerts := prom.alerts(t)
+		return hasAlert(alerts, "firing", map[string]string{"alertname": "NodeMaintenance"}) &&
+			hasAlert(alerts, "firing", map[string]string{"alertname": "DiskFull"})
+	})
+	c.needReboot(nodeName(0), nodeName(1))
+	require.Contains(t, c.waitEvent(nodeName(0), "RebootBlocked"), "NodeMaintenance")
+	msg := c.waitEvent(nodeName(1), "RebootBlocked")
+	require.Contains(t, msg, "DiskFull")
+	for _, other := range []string{"NodeMaintenance", "Watchdog", "MinorThing"} {
+		require.NotContains(t, msg, other, "node-1 is held by an alert that is not its own")
+	}
+
+	maintenance.set(0)
+	c.waitRebooted(1, nodeName(0))
+	require.Zero(t, c.sup.Reboots(nodeName(1)), "node-1 rebooted while its alert fired")
+	require.True(t, agentLogHas(c, nodeName(1), "DiskFull"))
+	require.Empty(t, c.watcher.Violations())
+}
+
+// TestUnreachablePrometheusHolds: the safe side of not knowing is waiting.
+func TestUnreachablePrometheusHolds(t *testing.T) {
+	closed := freePortsT(t, 1)[0] // nothing listens there
+	c := newCluster(t, setup{nodes: 1, flags: []string{fmt.Sprintf("--prometheus-url=http://127.0.0.1:%d", closed), "--prometheus-timeout=1s"}})
+	c.needReboot(nodeName(0))
+	require.Contains(t, c.waitEvent(nodeName(0), "RebootBlocked"), "holding while it cannot be asked")
+	require.False(t, nodeops.HasTaint(c.node(nodeName(0))))
+	require.Zero(t, c.sup.Reboots(nodeName(0)))
+}
+
+// TestKuredLockHoldsTheCycle: while kured runs beside nodepatch, its lock on
+// its DaemonSet, in kured's own JSON, holds nodepatch's cycles; an expired
+// holder in the multi-holder form does not.
+func TestKuredLockHoldsTheCycle(t *testing.T) {
+	c := newCluster(t, setup{nodes: 1, flags: []string{"--kured-daemonset=kube-system/kured", "--period=1s"}})
+	// What kured 1.23 writes when node-7 takes its lock (json.Marshal of its
+	// lock value: nodeID, metadata, created, TTL in nanoseconds).
+	single := `{"nodeID":"node-7","metadata":{"unschedulable":false},"created":"` + time.Now().UTC().Format(time.RFC3339Nano) + `","TTL":0}`
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "kured", Namespace: "kube-system",
+			Annotations: map[string]string{"weave.works/kured-node-lock": single}},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"name": "kured"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"name": "kured"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "kured", Image: "kured"}}},
+			},
+		},
+	}
+	ds, err := c.client.AppsV1().DaemonSets("kube-system").Create(c.ctx, ds, metav1.CreateOptions{})
+	require.NoError(t, err)
+	c.needReboot(nodeName(0))
+	require.Contains(t, c.waitEvent(nodeName(0), "RebootBlocked"), "kured's lock on DaemonSet kube-system/kured is held by node-7")
+	require.Zero(t, c.sup.Reboots(nodeName(0)))
+
+	expired := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339Nano)
+	ds.Annotations["weave.works/kured-node-lock"] = `{"maxOwners":2,"locks":[{"nodeID":"node-7","metadata":{"unschedulable":true},"created":"` +
+		expired + `","TTL":3600000000000}]}`
+	_, err = c.client.AppsV1().DaemonSets("kube-system").Update(c.ctx, ds, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	c.waitRebooted(1, nodeName(0))
+	require.Empty(t, c.watcher.Violations())
+}
+
+// gauge serves e2e_maintenance with the value the test sets.
+type gauge struct{ v atomic.Int64 }
+
+func (g *gauge) set(v int64) { g.v.Store(v) }
+
+func (g *gauge) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintf(w, "# TYPE e2e_maintenance gauge\ne2e_maintenance %d\n", g.v.Load())
 }
