@@ -18,14 +18,12 @@ const DefaultTimeout = 10 * time.Second
 
 // Flag names, as errors name them.
 const (
-	flagURL             = "--prometheus-url"
-	flagTimeout         = "--prometheus-timeout"
-	flagFilterRegexp    = "--alert-filter-regexp"
-	flagFilterMatchOnly = "--alert-filter-match-only"
-	flagFiringOnly      = "--alert-firing-only"
-	flagLabelMatchers   = "--alert-label-matchers"
-	flagBlockQuery      = "--block-while-query"
-	flagHealthQuery     = "--health-query"
+	flagURL           = "--prometheus-url"
+	flagTimeout       = "--prometheus-timeout"
+	flagFilterRegexp  = "--alert-filter-regexp"
+	flagLabelMatchers = "--alert-label-matchers"
+	flagBlockQuery    = "--block-while-query"
+	flagHealthQuery   = "--health-query"
 )
 
 // Errors a check returns, wrapped; see the package doc for what each covers.

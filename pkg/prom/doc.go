@@ -10,7 +10,9 @@
 // block:
 //
 //   - An alert without an alertname label never blocks (kured reads the
-//     ALERTS series and skips those).
+//     ALERTS series and skips those). An inactive one never blocks; one in
+//     a state Prometheus does not document blocks unless
+//     --alert-firing-only (the safe side).
 //   - With --alert-firing-only, pending alerts do not block; only firing ones.
 //   - With --alert-filter-regexp, an alert whose name the regexp matches is
 //     ignored. The regexp is Go's, unanchored, as in kured: "Watch" matches
