@@ -124,6 +124,8 @@ func bindCycleFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.DurationVar(&o.DrainDelay, "drain-delay", 0, "wait this long after the cordon before draining")
 	f.DurationVar(&o.RebootDelay, "reboot-delay", 0, "wait this long after the drain before rebooting")
 	f.DurationVar(&o.LockReleaseDelay, "lock-release-delay", 0, "kured's name for --soak: keep the slot this long after the node is back")
+	f.StringArrayVar(&o.Gates, "gate", nil, "NAME@before-drain|before-reboot|after-reboot[,timeout=1h][,on-timeout=abort|fail], repeatable: the cycle waits there "+
+		"until the Node carries "+state.ApprovalAnnotation("NAME")+" = this cycle's id (nodepatch approve NODE NAME)")
 	f.StringSliceVar(&o.PreRebootNodeLabels, "pre-reboot-node-labels", nil, "KEY=VALUE labels set on the node when its cycle begins")
 	f.StringSliceVar(&o.PostRebootNodeLabels, "post-reboot-node-labels", nil, "KEY=VALUE labels set on the node when its cycle ends")
 	f.BoolVar(&o.ExcludeFromLB, "exclude-from-load-balancers", true, "label the node "+state.LabelExcludeFromLB+" while it is out (an operator's own label is kept)")

@@ -18,7 +18,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCommand(), newControllerCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newVersionCommand())
+	root.AddCommand(newAgentCommand(), newControllerCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newApproveCommand(), newVersionCommand())
 	return root
 }
 

@@ -264,6 +264,9 @@ func (a *Agent) ReconcileOnce(ctx context.Context) (Step, bool, error) {
 	step := Decide(obs)
 	a.record(obs, step)
 	progressed, err := a.execute(ctx, obs, step)
+	if err == nil && !progressed {
+		err = a.showHold(ctx, obs, step)
+	}
 	if err != nil {
 		a.cfg.Log.Error("step failed; will retry", "action", step.Action.String(), "err", err)
 		a.warnOnce("StepFailed", "%s failed: %v", step.Action, err)
@@ -273,6 +276,30 @@ func (a *Agent) ReconcileOnce(ctx context.Context) (Step, bool, error) {
 		a.forgetEvents()
 	}
 	return step, progressed, nil
+}
+
+// showHold writes on the Node why its cycle waits, and at which gate, when that
+// changed: for `nodepatch status`, and for the approver watching for a gate.
+func (a *Agent) showHold(ctx context.Context, obs Observation, step Step) error {
+	held := ""
+	if len(step.Blocked) > 0 {
+		held = step.Reason
+	}
+	gate := ""
+	if step.Action == ActWait {
+		gate = step.Gate
+	}
+	st := obs.Node.State
+	if st.Held == held && st.WaitingForGate == gate {
+		return nil
+	}
+	if gate != "" && st.WaitingForGate != gate {
+		a.normal("WaitingForApproval", "%s; approve with: nodepatch approve %s %s", step.Reason, a.cfg.NodeName, gate)
+	}
+	if err := a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Held, st.WaitingForGate = held, gate }); err != nil {
+		return fmt.Errorf("recording why the node waits: %w", err)
+	}
+	return nil
 }
 
 // observe gathers an Observation from the caches and the host.

@@ -119,6 +119,8 @@ type Limits struct {
 	// the drain before the reboot (kured's --drain-delay, --reboot-delay).
 	DrainDelay  time.Duration
 	RebootDelay time.Duration
+	// Gates are the approvals each cycle waits for.
+	Gates []Gate
 }
 
 // Action is what the agent does next.
@@ -147,11 +149,13 @@ const (
 	ActFinish                        // back and Ready: untaint, uncordon, release
 	ActBackInService                 // back and Ready: untaint, uncordon, keep the slot for the health gate
 	ActFailHealth                    // not healthy in time after the reboot: halt, keep the slot
+	ActGateExpired                   // an approval did not come in time: undo the cycle, retry later
+	ActFailGate                      // an approval did not come in time: halt, keep the slot
 )
 
 var actionNames = [...]string{"None", "Wait", "Cleanup", "ResetLoop", "ReportNeed", "WithdrawNeed", "Patch", "Acquire", "ReleaseSlot", "BeginCycle", "Drain",
 	"ApplyPatch", "EndPatchedCycle", "AbortCycle", "Reboot", "FailReboot", "Halt", "WaitReady", "Finish",
-	"BackInService", "FailHealth"}
+	"BackInService", "FailHealth", "GateExpired", "FailGate"}
 
 func (a Action) String() string { return actionNames[a] }
 
@@ -163,6 +167,8 @@ type Step struct {
 	Reason  string
 	Blocked []string
 	Until   time.Time
+	// Gate names the approval gate the step waits at (or that expired).
+	Gate string
 }
 
 // Block reasons, as in nodepatch_reboot_blocked{reason}.
@@ -183,6 +189,8 @@ const (
 	BlockKuredLock             = "kured-lock"
 	// BlockQuarantined: a drain that timed out put the node aside.
 	BlockQuarantined = "quarantined"
+	// BlockGate: the cycle waits for an approval (--gate).
+	BlockGate = "gate"
 )
 
 // healthRecheck is how often a Verifying node looks at its health again.
@@ -312,6 +320,9 @@ func decideDraining(o Observation) Step {
 		if !o.cycleNeeded() {
 			return Step{Action: ActAbortCycle, Phase: "Draining", Reason: "a reboot is no longer needed"}
 		}
+		if step, waiting := o.decideGate(BeforeDrain, st.CycleStarted, "Draining"); waiting {
+			return step
+		}
 		if start := st.CycleStarted.Add(o.Limits.DrainDelay); o.Now.Before(start) {
 			return Step{Action: ActWait, Phase: "Draining", Reason: "cordoned; draining at " + start.Format(time.RFC3339) + " (--drain-delay)", Until: start}
 		}
@@ -325,6 +336,9 @@ func decideDraining(o Observation) Step {
 	}
 	if at := st.DrainedAt.Add(o.Limits.RebootDelay); !st.DrainedAt.IsZero() && o.Now.Before(at) {
 		return Step{Action: ActWait, Phase: "Draining", Reason: "drained; rebooting at " + at.Format(time.RFC3339) + " (--reboot-delay)", Until: at}
+	}
+	if step, waiting := o.decideGate(BeforeReboot, firstSet(st.DrainedAt, st.CycleStarted), "Draining"); waiting {
+		return step
 	}
 	if step, busy := o.hostBusy("Draining"); busy {
 		return step
@@ -418,7 +432,7 @@ func decideBack(o Observation) Step {
 	if o.Node.ReportedBootID != o.Host.BootID || !o.Node.Ready {
 		return Step{Action: ActWaitReady, Phase: "WaitingReady", Reason: "rebooted; waiting for the kubelet to report Ready from the new boot"}
 	}
-	if o.Limits.HealthGate {
+	if o.Limits.HealthGate || o.gateAt(AfterReboot) {
 		return Step{Action: ActBackInService, Phase: "Verifying", Reason: "rebooted and Ready; back in service, holding the slot until healthy"}
 	}
 	return Step{Action: ActFinish, Phase: "Idle", Reason: "rebooted and Ready"}
@@ -434,6 +448,11 @@ func decideVerifying(o Observation) Step {
 	switch {
 	case !o.Lock.Held:
 		return Step{Action: ActFinish, Phase: "Idle", Reason: "the lock slot was lost while verifying; the node is already back in service"}
+	}
+	if step, waiting := o.decideGate(AfterReboot, back, "Verifying"); waiting {
+		return step
+	}
+	switch {
 	case o.Health.Healthy && !o.Now.Before(soaked):
 		return Step{Action: ActFinish, Phase: "Idle", Reason: "healthy after the reboot" + soakNote(o.Limits.Soak)}
 	case o.Limits.HealthTimeout > 0 && !o.Now.Before(back.Add(o.Limits.HealthTimeout)):
@@ -447,6 +466,24 @@ func decideVerifying(o Observation) Step {
 		until = earliest(until, back.Add(o.Limits.HealthTimeout))
 	}
 	return Step{Action: ActWait, Phase: "Verifying", Reason: "waiting for the node to turn healthy: " + o.Health.Detail, Until: until}
+}
+
+func (o Observation) gateAt(point GatePoint) bool {
+	for _, g := range o.Limits.Gates {
+		if g.Point == point {
+			return true
+		}
+	}
+	return false
+}
+
+func firstSet(times ...time.Time) time.Time {
+	for _, t := range times {
+		if !t.IsZero() {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 func soakNote(soak time.Duration) string {
@@ -513,7 +550,7 @@ func (o Observation) blocked() ([]string, string, time.Time) {
 		add(BlockWindow, "outside the maintenance window until "+o.NextWindow.Format(time.RFC3339), o.NextWindow)
 	}
 	if o.Now.Before(st.RetryAfter) {
-		add(BlockBackoff, "backing off after a failed drain until "+st.RetryAfter.Format(time.RFC3339), st.RetryAfter)
+		add(BlockBackoff, "backing off after a failed drain or an approval that did not come, until "+st.RetryAfter.Format(time.RFC3339), st.RetryAfter)
 	}
 	if o.Host.RebootRequired && !st.Force && st.RepeatedReboots > 0 {
 		o.addLoopHold(add)

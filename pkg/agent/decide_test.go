@@ -347,7 +347,7 @@ func TestPatchDue(t *testing.T) {
 // TestBlockReasonsAreMetricLabels: every reason Decide gives has its series.
 func TestBlockReasonsAreMetricLabels(t *testing.T) {
 	for _, r := range []string{BlockAnnotation, BlockPaused, BlockWindow, BlockBackoff, BlockRecentReboot,
-		BlockRebootLoop, BlockBootIDMismatch, BlockHostBusy, BlockAlert, BlockQuery, BlockPrometheusUnreachable, BlockPods, BlockKuredLock} {
+		BlockRebootLoop, BlockBootIDMismatch, BlockHostBusy, BlockAlert, BlockQuery, BlockPrometheusUnreachable, BlockPods, BlockKuredLock, BlockQuarantined, BlockGate} {
 		require.Contains(t, metrics.BlockReasons, r)
 	}
 }

@@ -75,6 +75,11 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 		return true, a.finish(ctx, obs, true)
 	case ActFailHealth:
 		return true, a.failHealth(ctx, obs, step.Reason)
+	case ActGateExpired:
+		return true, a.gateExpired(ctx, step)
+	case ActFailGate:
+		a.warn("ApprovalTimedOut", "%s; keeping the lock slot until an operator looks (remove annotation %s to release it)", step.Reason, state.AnnotationPhase)
+		return true, a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase, st.WaitingForGate = state.PhaseFailed, "" })
 	}
 	return false, fmt.Errorf("unknown action %d", step.Action)
 }
@@ -554,4 +559,16 @@ func (a *Agent) endLabels(node *corev1.Node, st state.Node, quarantine bool) {
 		}
 		node.Labels[state.LabelQuarantined] = "true"
 	}
+}
+
+// gateExpired undoes a cycle whose approval did not come, and holds the node
+// for the drain back-off before the next try, which asks anew.
+func (a *Agent) gateExpired(ctx context.Context, step Step) error {
+	retry := a.cfg.Clock().Add(a.cfg.DrainRetryBackoff)
+	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) { st.RetryAfter = retry })
+	if err != nil {
+		return err
+	}
+	a.warn("ApprovalTimedOut", "%s; retrying after %s", step.Reason, retry.Format(time.RFC3339))
+	return nil
 }

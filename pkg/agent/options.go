@@ -58,6 +58,9 @@ type Options struct {
 	RebootDelay              time.Duration
 	LockReleaseDelay         time.Duration
 
+	// Gates are the --gate values: approvals each cycle waits for.
+	Gates []string
+
 	// Node labels of a cycle (kured's flags, and the load balancer exclusion).
 	PreRebootNodeLabels  []string
 	PostRebootNodeLabels []string
@@ -321,6 +324,9 @@ func (o Options) validateCycle(bad func(string, any, string)) {
 	}
 	if o.LockReleaseDelay > 0 && o.Checks.Soak > 0 {
 		bad("lock-release-delay", o.LockReleaseDelay, "kured's name for --soak: set one of them")
+	}
+	if _, err := ParseGates(o.Gates); err != nil {
+		bad("gate", strings.Join(o.Gates, " "), err.Error())
 	}
 	for flag, list := range map[string][]string{"pre-reboot-node-labels": o.PreRebootNodeLabels, "post-reboot-node-labels": o.PostRebootNodeLabels} {
 		if _, err := ParseNodeLabels(list); err != nil {

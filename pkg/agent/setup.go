@@ -76,6 +76,10 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	detector := &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
 		NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner}
 	nodeOps := &nodeops.Node{Client: client, Name: o.NodeName}
+	gates, err := ParseGates(o.Gates)
+	if err != nil {
+		return fmt.Errorf("--gate: %w", err)
+	}
 	blockers, health, err := o.Checks.effects(client, nodeOps, o.NodeName)
 	if err != nil {
 		return err
@@ -85,7 +89,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Limits: Limits{RebootTimeout: o.RebootTimeout, MaxRebootAttempts: 2, MinRebootInterval: o.MinRebootInterval,
 			MaxRepeatedReboots: o.MaxRepeatedReboots, BusyTimeout: o.PatchTimeout,
 			HealthGate: o.Checks.healthGate(o.soak()), Soak: o.soak(), HealthTimeout: o.Checks.HealthTimeout,
-			DrainDelay: o.DrainDelay, RebootDelay: o.RebootDelay},
+			DrainDelay: o.DrainDelay, RebootDelay: o.RebootDelay, Gates: gates},
 		Drain: nodeops.DrainOptions{Timeout: o.DrainTimeout, GracePeriod: o.DrainGracePeriod,
 			PodSelector: o.DrainPodSelector, DeleteEmptyDirData: o.DeleteEmptyDirData, Force: o.Force,
 			SkipWaitForDeleteTimeout: o.SkipWaitForDeleteTimeout, Log: slogWriter{log}},

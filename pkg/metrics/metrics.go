@@ -14,7 +14,7 @@ var Phases = []string{"Idle", "WaitingForLock", "Draining", "Rebooting", "Waitin
 
 // BlockReasons are the values of nodepatch_reboot_blocked's reason label.
 var BlockReasons = []string{"annotation", "paused", "window", "backoff", "recent-reboot", "reboot-loop", "boot-id-mismatch", "host-busy",
-	"prometheus-alert", "prometheus-query", "prometheus-unreachable", "pods", "kured-lock", "quarantined"}
+	"prometheus-alert", "prometheus-query", "prometheus-unreachable", "pods", "kured-lock", "quarantined", "gate"}
 
 // Metrics is the agent's set of metrics, registered on its own registry.
 type Metrics struct {

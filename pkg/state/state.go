@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -63,6 +64,25 @@ const (
 	AnnotationLBExcludedByUs = "nodepatch.io/lb-excluded-by-nodepatch"
 )
 
+// Approval gates.
+const (
+	// AnnotationWaitingForGate: the agent waits at the approval gate it names,
+	// for the cycle of AnnotationCycleStarted.
+	AnnotationWaitingForGate = "nodepatch.io/waiting-for-gate"
+	// AnnotationHeld: why the node's cycle waits, in a sentence, while it is
+	// held (for `nodepatch status` and whoever watches the Node).
+	AnnotationHeld = "nodepatch.io/held"
+	// approvalPrefix + a gate's name, set by the approver (`nodepatch approve`)
+	// to the id of the cycle it approves.
+	approvalPrefix = "nodepatch.io/approve-"
+	// MaxGateName keeps an approval annotation's name within 63 characters.
+	MaxGateName = 63 - len("approve-")
+)
+
+// ApprovalAnnotation is the annotation that approves gate for a cycle: its
+// value is the cycle's id.
+func ApprovalAnnotation(gate string) string { return approvalPrefix + gate }
+
 // Labels nodepatch sets on its node.
 const (
 	// LabelExcludeFromLB takes the node out of external load balancers while
@@ -115,6 +135,21 @@ type Node struct {
 	BackAt            time.Time
 	DrainedAt         time.Time
 	LBExcludedByUs    bool
+	// Approvals maps each approved gate to the cycle id it approves.
+	Approvals map[string]string
+	// Held and WaitingForGate say why the cycle waits (AnnotationHeld,
+	// AnnotationWaitingForGate).
+	Held           string
+	WaitingForGate string
+}
+
+// CycleID names the current cycle: its start time as the Node records it, so
+// an approval of an earlier cycle never matches a later one.
+func (n Node) CycleID() string {
+	if n.CycleStarted.IsZero() {
+		return ""
+	}
+	return n.CycleStarted.UTC().Format(time.RFC3339Nano)
 }
 
 // Parse reads a node's annotations. A malformed value never stops parsing: it is
@@ -144,8 +179,24 @@ func Parse(annotations map[string]string) (Node, error) {
 		BackAt:            p.time(AnnotationBackAt),
 		DrainedAt:         p.time(AnnotationDrainedAt),
 		LBExcludedByUs:    p.boolean(AnnotationLBExcludedByUs),
+		Approvals:         approvals(annotations),
+		Held:              annotations[AnnotationHeld],
+		WaitingForGate:    annotations[AnnotationWaitingForGate],
 	}
 	return n, errors.Join(p.errs...)
+}
+
+func approvals(annotations map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range annotations {
+		if gate, ok := strings.CutPrefix(k, approvalPrefix); ok && gate != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[gate] = v
+		}
+	}
+	return out
 }
 
 type parser struct {
@@ -227,6 +278,8 @@ func (n Node) AgentAnnotations() map[string]*string {
 		AnnotationBackAt:            timestamp(n.BackAt),
 		AnnotationDrainedAt:         timestamp(n.DrainedAt),
 		AnnotationLBExcludedByUs:    flag(n.LBExcludedByUs),
+		AnnotationHeld:              nonEmpty(n.Held),
+		AnnotationWaitingForGate:    nonEmpty(n.WaitingForGate),
 	}
 }
 

@@ -57,6 +57,11 @@ type NodeStatus struct {
 	CycleSince time.Time `json:"cycleStarted,omitzero"`
 	Malformed  string    `json:"malformedAnnotations,omitempty"`
 	RetryAfter time.Time `json:"retryAfter,omitzero"`
+	// Held is why the agent says the node's cycle waits; WaitingForGate the
+	// approval gate it waits at.
+	Held           string `json:"held,omitempty"`
+	WaitingForGate string `json:"waitingForGate,omitempty"`
+	Quarantined    bool   `json:"quarantined,omitempty"`
 }
 
 // Read gathers the report from the API server: the lock's Leases in namespace
@@ -116,8 +121,9 @@ func summarizeNode(node *corev1.Node, holders map[string]bool) NodeStatus {
 	ns := NodeStatus{
 		Name: node.Name, Phase: string(st.Phase), HoldsLock: holders[node.Name], Blocked: st.BlockReason,
 		Forced: st.Force, LastReboot: st.LastReboot, CycleSince: st.CycleStarted, RetryAfter: st.RetryAfter,
-		Cordoned: "no",
+		Cordoned: "no", Held: st.Held, WaitingForGate: st.WaitingForGate,
 	}
+	_, ns.Quarantined = node.Labels[state.LabelQuarantined]
 	if ns.Phase == "" {
 		ns.Phase = "Idle"
 	}
@@ -165,6 +171,12 @@ func (n NodeStatus) note(now time.Time) string {
 	switch {
 	case n.Malformed != "":
 		return "malformed: " + n.Malformed
+	case n.WaitingForGate != "":
+		return fmt.Sprintf("waiting for approval %s: nodepatch approve %s %s", n.WaitingForGate, n.Name, n.WaitingForGate)
+	case n.Quarantined:
+		return "quarantined after a drain that did not finish; remove label " + state.LabelQuarantined + " to let it go"
+	case n.Held != "":
+		return "held: " + n.Held
 	case n.Phase == string(state.PhaseFailed):
 		return "reboot failed; see Events; remove annotation " + state.AnnotationPhase + " to retry"
 	case !n.CycleSince.IsZero():

@@ -54,3 +54,25 @@ func TestSummarizeTheRollout(t *testing.T) {
 		require.Contains(t, out.String(), want)
 	}
 }
+
+// TestStatusSaysWhatHoldsEachNode: the agent's hold, the gate it waits at and
+// a quarantine each get their line.
+func TestStatusSaysWhatHoldsEachNode(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	nodes := []corev1.Node{
+		{ObjectMeta: metav1.ObjectMeta{Name: "a", Annotations: map[string]string{
+			state.AnnotationHeld: "firing alerts: NodeDiskFull"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "b", Annotations: map[string]string{state.AnnotationPhase: "Draining",
+			state.AnnotationCycleStarted: now.Add(-time.Minute).Format(time.RFC3339), state.AnnotationWaitingForGate: "ticket"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "c", Labels: map[string]string{state.LabelQuarantined: "true"}}},
+	}
+	r := Summarize(nil, nodes, "nodepatch", "nodepatch-lock")
+	var out bytes.Buffer
+	require.NoError(t, r.Print(&out, now))
+	for _, want := range []string{"held: firing alerts: NodeDiskFull", "waiting for approval ticket: nodepatch approve b ticket",
+		"quarantined after a drain that did not finish"} {
+		require.Contains(t, out.String(), want)
+	}
+	require.Equal(t, "ticket", r.Nodes[1].WaitingForGate)
+	require.True(t, r.Nodes[2].Quarantined)
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,4 +234,41 @@ func (g *gauge) set(v int64) { g.v.Store(v) }
 func (g *gauge) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	fmt.Fprintf(w, "# TYPE e2e_maintenance gauge\ne2e_maintenance %d\n", g.v.Load())
+}
+
+// TestApprovalGates: the cycle waits at each gate, saying so on the Node,
+// until `nodepatch approve` approves it for this cycle; an approval naming
+// another cycle does not count.
+func TestApprovalGates(t *testing.T) {
+	c := newCluster(t, setup{nodes: 1, flags: []string{"--gate=ticket@before-drain", "--gate=smoke@after-reboot,timeout=3m"}})
+	node := nodeName(0)
+	c.addWorkload(node, "web", 1, 1)
+	c.needReboot(node)
+	c.waitFor(node+" waiting at gate ticket", time.Minute, func() bool { return c.node(node).Annotations[state.AnnotationWaitingForGate] == "ticket" })
+	require.Contains(t, c.waitEvent(node, "WaitingForApproval"), "nodepatch approve node-0 ticket")
+	require.Equal(t, 1, c.podsOn(node), "drained before the approval")
+
+	approve := func(gate string) {
+		out, err := exec.CommandContext(c.ctx, nodepatchBinary(t), "approve", node, gate, "--kubeconfig", c.kubeconfig).CombinedOutput()
+		require.NoError(t, err, "nodepatch approve: %s", out)
+		require.Contains(t, string(out), "approved "+gate+" for node "+node)
+	}
+	approve("ticket")
+	c.waitFor(node+" back and waiting at gate smoke", 2*time.Minute, func() bool {
+		return c.phase(node) == state.PhaseVerifying && c.node(node).Annotations[state.AnnotationWaitingForGate] == "smoke"
+	})
+	require.Equal(t, 1, c.sup.Reboots(node))
+	require.False(t, c.node(node).Spec.Unschedulable, "cordoned while waiting for the after-reboot approval")
+
+	stale := "2026-01-01T00:00:00Z"
+	c.annotate(node, state.ApprovalAnnotation("smoke"), &stale)
+	c.waitFor("the agent to see the stale approval", 10*time.Second, func() bool {
+		return c.node(node).Annotations[state.ApprovalAnnotation("smoke")] == stale
+	})
+	require.Equal(t, state.PhaseVerifying, c.phase(node), "an approval of another cycle counted")
+	require.True(t, c.holds(node))
+
+	approve("smoke")
+	c.waitRebooted(1, node)
+	require.Empty(t, c.watcher.Violations())
 }
