@@ -497,8 +497,10 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 			node.Spec.Unschedulable = false
 		}
 		a.endLabels(node, *st, opts.quarantine)
-		// The admission was for this cycle; the next one is asked for anew.
+		// The admission and the approvals were for this cycle; the next one
+		// is asked for anew.
 		delete(node.Annotations, state.AnnotationAdmitted)
+		maps.DeleteFunc(node.Annotations, func(k, _ string) bool { return state.IsApprovalAnnotation(k) })
 		if opts.rebooted && st.Force {
 			// Only a valid "true" forced this reboot; any other value is the
 			// operator's to fix, and stays.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
@@ -152,4 +153,26 @@ func TestExpiredGateUndoesTheCycle(t *testing.T) {
 	w.requireClean()
 	require.False(t, w.state().RetryAfter.IsZero(), "an expired gate must back off before asking again")
 	require.Contains(t, allEvents(w.events), "ApprovalTimedOut")
+}
+
+func TestCycleEndClearsItsApprovals(t *testing.T) {
+	w := newWorld(t, state.Node{})
+	w.holdSlot()
+	w.cfg = func(c *Config) {
+		c.Limits.Gates = []Gate{{Name: "ticket", Point: BeforeReboot, Timeout: time.Hour, OnTimeout: GateAbort}}
+	}
+	a := w.agent()
+	a.reconcile(context.Background())
+	cycle := w.state().CycleID()
+	w.annotate(state.ApprovalAnnotation("ticket"), &cycle)
+	a.reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls)
+	w.host.bootID, w.host.required = "boot-b", false
+	n := w.node()
+	n.Status.NodeInfo.BootID = "boot-b"
+	_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	w.agent().reconcile(context.Background())
+	w.requireClean()
+	require.NotContains(t, w.node().Annotations, state.ApprovalAnnotation("ticket"), "an approval outlived its cycle")
 }

@@ -83,6 +83,9 @@ const (
 // value is the cycle's id.
 func ApprovalAnnotation(gate string) string { return approvalPrefix + gate }
 
+// IsApprovalAnnotation: key approves a gate.
+func IsApprovalAnnotation(key string) bool { return strings.HasPrefix(key, approvalPrefix) }
+
 // Labels nodepatch sets on its node.
 const (
 	// LabelExcludeFromLB takes the node out of external load balancers while
