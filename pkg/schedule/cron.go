@@ -22,10 +22,12 @@ type CronWindow struct {
 	expr string
 	// spec is kept in UTC and fed wall-clock readings (see reading), so that
 	// the library never sees a daylight-saving change: it would skip a
-	// skipped time and match a repeated one twice.
-	spec *cron.SpecSchedule
-	dur  time.Duration
-	loc  *time.Location
+	// skipped time and match a repeated one twice. Its minute is set to 0,
+	// the expression's own being minute; see nextReading.
+	spec   *cron.SpecSchedule
+	minute time.Duration
+	dur    time.Duration
+	loc    *time.Location
 }
 
 // newCronParser accepts the standard five fields and the descriptors. It is
@@ -37,7 +39,7 @@ func newCronParser() cron.Parser {
 // parseCron builds a CronWindow; its errors say what is wrong, not the flag.
 func parseCron(expr string, dur time.Duration, loc *time.Location) (CronWindow, error) {
 	expr = strings.Join(strings.Fields(expr), " ")
-	spec, err := parseCronExpr(expr)
+	spec, minute, err := parseCronExpr(expr)
 	if err != nil {
 		return CronWindow{}, err
 	}
@@ -45,42 +47,45 @@ func parseCron(expr string, dur time.Duration, loc *time.Location) (CronWindow, 
 		return CronWindow{}, fmt.Errorf("duration %s: want a positive duration up to %s",
 			formatDuration(dur), formatDuration(maxCronDuration))
 	}
-	return CronWindow{expr: expr, spec: spec, dur: dur, loc: loc}, nil
+	return CronWindow{expr: expr, spec: spec, minute: minute, dur: dur, loc: loc}, nil
 }
 
-func parseCronExpr(expr string) (*cron.SpecSchedule, error) {
+// parseCronExpr returns the expression's schedule with its one minute set
+// apart (see nextReading).
+func parseCronExpr(expr string) (*cron.SpecSchedule, time.Duration, error) {
 	switch {
 	case expr == "":
-		return nil, errors.New("empty cron expression")
+		return nil, 0, errors.New("empty cron expression")
 	case strings.Contains(expr, "="):
 		// The library reads a TZ= prefix itself (and panics on one with
 		// nothing after it); here the zone comes after the duration.
-		return nil, fmt.Errorf("cron expression %q sets a time zone; give the zone after the duration", expr)
+		return nil, 0, fmt.Errorf("cron expression %q sets a time zone; give the zone after the duration", expr)
 	case strings.HasPrefix(expr, "@every"):
-		return nil, fmt.Errorf("cron expression %q is an interval, not a time of day "+
+		return nil, 0, fmt.Errorf("cron expression %q is an interval, not a time of day "+
 			"(want five fields, or @daily, @weekly and the like)", expr)
 	}
 	sched, err := newCronParser().Parse(expr)
 	if err != nil {
-		return nil, fmt.Errorf("cron expression %q: %w", expr, err)
+		return nil, 0, fmt.Errorf("cron expression %q: %w", expr, err)
 	}
 	spec, ok := sched.(*cron.SpecSchedule)
 	if !ok {
-		return nil, fmt.Errorf("cron expression %q is not a calendar schedule", expr)
+		return nil, 0, fmt.Errorf("cron expression %q is not a calendar schedule", expr)
 	}
-	spec.Location = time.UTC
 	// Openings minutes apart make no maintenance window, and would make a
 	// query walk every one of them; an hour apart keeps that cheap.
-	if bits.OnesCount64(spec.Minute&(1<<60-1)) != 1 {
-		return nil, fmt.Errorf("cron expression %q opens more than once an hour "+
+	minutes := spec.Minute & (1<<60 - 1)
+	if bits.OnesCount64(minutes) != 1 {
+		return nil, 0, fmt.Errorf("cron expression %q opens more than once an hour "+
 			"(name a single minute, e.g. \"0 */6 * * *\")", expr)
 	}
+	spec.Minute, spec.Location = 1, time.UTC
 	// The library looks five years ahead; from a leap year's start that
 	// finds every date there is, 29 February included.
 	if spec.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
-		return nil, fmt.Errorf("cron expression %q names no date that exists", expr)
+		return nil, 0, fmt.Errorf("cron expression %q names no date that exists", expr)
 	}
-	return spec, nil
+	return spec, time.Duration(bits.TrailingZeros64(minutes)) * time.Minute, nil
 }
 
 // span is the earliest span of the window that closes after t. Spans all
@@ -91,16 +96,25 @@ func (c CronWindow) span(t time.Time) (from, until time.Time, ok bool) {
 }
 
 // reach is the end of the span of the last opening at or before t, if that
-// span is open at t. Dense expressions have that opening close to t, so the
-// look back starts short and grows, up to the duration.
+// span is open at t.
 func (c CronWindow) reach(t time.Time) (time.Time, bool) {
-	if from, _, ok := c.span(t); !ok || from.After(t) {
+	last, _, ok := c.span(t)
+	if !ok || last.After(t) {
 		return time.Time{}, false
 	}
-	for look := time.Minute; ; look *= 4 {
-		look = min(look, c.dur)
-		if last, ok := c.lastOpening(t.Add(-look), t); ok {
+	// A sparse expression has few openings after the first that covers t,
+	// a dense one many, found sooner by looking back from t a growing stretch.
+	for range 4 {
+		next, ok := c.nextOpening(last)
+		if !ok || next.After(t) {
 			return last.Add(c.dur), true
+		}
+		last = next
+	}
+	for look := time.Minute; ; look *= 4 {
+		// Looking back to last finds it at least.
+		if found, ok := c.lastOpening(latest(t.Add(-look), last.Add(-1)), t); ok {
+			return found.Add(c.dur), true
 		}
 	}
 }
@@ -120,19 +134,32 @@ func (c CronWindow) nextOpening(after time.Time) (time.Time, bool) {
 	if c.spec == nil {
 		return time.Time{}, false
 	}
-	// No reading earlier than after's own opens later than after (a
-	// reading opens at its first occurrence), so the walk starts there; it
-	// passes over at most the readings of a repeated hour. The library's
-	// Next is strictly later than its argument, in whole seconds.
-	r := reading(c.loc, after).Add(-time.Second)
+	// No reading up to after's own opens later than after (a reading opens
+	// at its first occurrence), so the walk starts there; it passes over at
+	// most the readings of a repeated hour.
+	r := reading(c.loc, after)
 	for {
-		if r = c.spec.Next(r); r.IsZero() {
+		if r = c.nextReading(r); r.IsZero() {
 			return time.Time{}, false
 		}
 		if open := firstInstant(c.loc, r); open.After(after) {
 			return open, true
 		}
 	}
+}
+
+// nextReading returns the first reading later than r that the expression
+// names, or the zero time if there is none within five years. The library
+// would step to the expression's minute a minute at a time; asked for the
+// whole hours of a spec at minute 0, with the minute added after, it does not.
+func (c CronWindow) nextReading(r time.Time) time.Time {
+	// Readings are UTC, so Truncate finds the hour on the clock.
+	hour := r.Add(-c.minute).Truncate(time.Hour).Add(time.Hour)
+	next := c.spec.Next(hour.Add(-time.Second)) // Next is strictly later
+	if next.IsZero() {
+		return next
+	}
+	return next.Add(c.minute)
 }
 
 // reading is the wall clock t shows in loc, written as a UTC time.

@@ -30,10 +30,14 @@
 // a fixed duration. The expression is the standard five fields (minute, hour,
 // day of month, month, day of week; names such as "sat" and "jan" allowed) or
 // one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly.
+// It must name a single minute: a window opening several times an hour is
+// no maintenance window, and queries would walk every opening.
 // The times it names are wall-clock times in the window's zone, read the same
 // way as a weekly window's start: a skipped time opens at the moment of the
 // jump and a repeated time opens once, at its first occurrence. (The cron
-// library alone would skip the first and open twice at the second.) The
+// library alone would skip the first and open twice at the second.) Unlike
+// a weekly window, whose end is a wall-clock time too, a cron window is
+// never empty: one whose time lies in a skipped hour still opens. The
 // duration is elapsed time, not wall-clock time: "4h" is four real hours even
 // across a change, because it is what a reboot cycle needs.
 //
