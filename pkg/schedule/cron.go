@@ -22,8 +22,8 @@ type CronWindow struct {
 	expr string
 	// spec is kept in UTC and fed wall-clock readings (see reading), so that
 	// the library never sees a daylight-saving change: it would skip a
-	// skipped time and match a repeated one twice. Its minute is set to 0,
-	// the expression's own being minute; see nextReading.
+	// skipped time and match a repeated one twice. Its minute field is 0
+	// and the expression's single minute is kept apart; see nextReading.
 	spec   *cron.SpecSchedule
 	minute time.Duration
 	dur    time.Duration

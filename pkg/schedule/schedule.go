@@ -9,7 +9,7 @@ import (
 
 // Horizon is how far ahead the queries look. It is over a year so that a
 // yearly window is found, and bounds the work a query can do.
-const Horizon = 400 * day
+const Horizon = 400 * 24 * time.Hour
 
 // Schedule is a list of windows minus blackouts: open when any window is open
 // and no blackout is in force. Without windows it is open at all times outside
