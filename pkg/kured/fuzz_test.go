@@ -1,11 +1,15 @@
 package kured
 
 import (
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // FuzzParseLock checks, for any annotation value: an error is always a
@@ -91,4 +95,61 @@ func requireSameLock(t *testing.T, want, got Lock) {
 		require.True(t, w.Created.Equal(g.Created), "created %s, then %s", w.Created, g.Created)
 		require.Equal(t, w.TTL, g.TTL)
 	}
+}
+
+// FuzzMigrate checks, for any arguments and KURED_* variables: Migrate fails
+// only with a FlagError that names a flag; otherwise every value it produces
+// is a chart value that values.schema.json accepts, and its YAML parses back
+// to the same values.
+func FuzzMigrate(f *testing.F) {
+	chart := chartValues(f)
+	var schema map[string]any
+	require.NoError(f, json.Unmarshal(readChartFile(f, "values.schema.json"), &schema))
+	v := validator{root: schema}
+
+	for _, seed := range []struct{ args, env string }{
+		{"--period=1h\n--reboot-sentinel=/sentinel/reboot-required", ""},
+		{"--reboot-days=mon,tue\n--start-time=22:00\n--end-time=5:59:59\n--time-zone=Europe/Berlin", "KURED_REBOOT_DAYS=sun"},
+		{"--lock-ttl=10m\n--drain-timeout=30m\n--concurrency=3\n--force-reboot", "KURED_CONCURRENCY=2"},
+		{"--reboot-method=signal\n--reboot-signal=40\n--reboot-command\n/sbin/reboot", ""},
+		{"--prometheus-url=http://p\n--blocking-pod-selector=a=b\n--pre-reboot-node-labels=x=y,\"q,r\"", "KURED_NOTIFY_URL='slack://a/b/c'"},
+		{"--slack-hook-url=https://hooks.slack.com/services/A/B/C\n--log-format=xml\n--metrics-port=0", "KURED_LOG_FORMAT=json"},
+		{"--start-time=23:59:30\n--end-time=0:00\n--drain-grace-period=-9\n--reboot-sentinel=/etc/x", "KURED_LOCK_TTL=-1s"},
+		{"--unknown\nvalue\nstray\n--\n--period=x", "OTHER=1\nKURED_NOPE=2"},
+	} {
+		f.Add(seed.args, seed.env)
+	}
+	f.Fuzz(func(t *testing.T, args, env string) {
+		// What the API server hands out is valid UTF-8.
+		args, env = strings.ToValidUTF8(args, "\uFFFD"), strings.ToValidUTF8(env, "\uFFFD")
+		in := kuredInput(strings.Split(args, "\n")...)
+		for _, line := range strings.Split(env, "\n") {
+			if name, value, ok := strings.Cut(line, "="); ok && name != "" {
+				in.Env = append(in.Env, corev1.EnvVar{Name: name, Value: value})
+			}
+		}
+		r, err := Migrate(in)
+		if err != nil {
+			require.ErrorIs(t, err, ErrKuredConfig)
+			var fe *FlagError
+			require.True(t, errors.As(err, &fe))
+			require.NotEmpty(t, fe.Flag)
+			require.Contains(t, err.Error(), fe.Flag)
+			return
+		}
+		for _, p := range leafPaths("", r.Values) {
+			require.NoError(t, chartPathError(chart, p))
+		}
+		var values any
+		b, err := json.Marshal(r.Values)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &values))
+		require.Empty(t, v.check("", schema, values), "args %q env %q", args, env)
+
+		out, err := r.YAML()
+		require.NoError(t, err)
+		var back any
+		require.NoError(t, yaml.Unmarshal(out, &back))
+		require.Equal(t, values, back, "the YAML (comments and all) parses back to the values")
+	})
 }
