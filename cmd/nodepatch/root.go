@@ -19,6 +19,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCommand(), newControllerCommand(), newStatusCommand(), newPauseCommand(), newResumeCommand(), newApproveCommand(), newVersionCommand())
+	root.AddCommand(newMigrateCommand())
 	return root
 }
 
