@@ -4,21 +4,189 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The chart defaults the conversions rely on (charts/nodepatch/values.yaml).
 const (
-	chartRunMount     = "/host/run" // hostMounts.run.mountPath: the host's /run, read-only
-	chartSentinel     = chartRunMount + "/reboot-required"
-	chartDrainTimeout = 10 * time.Minute // agent.drain.timeout
-	chartRebootTimout = 10 * time.Minute // agent.reboot.timeout
-	maxConcurrency    = 1000             // the agent's --concurrency bound
+	chartRunMount      = "/host/run" // hostMounts.run.mountPath: the host's /run, read-only
+	chartSentinel      = chartRunMount + "/reboot-required"
+	chartDrainTimeout  = 10 * time.Minute // agent.drain.timeout
+	chartRebootTimout  = 10 * time.Minute // agent.reboot.timeout
+	chartHealthTimeout = 10 * time.Minute // agent.health.timeout
+	maxConcurrency     = 1000             // the agent's --concurrency bound
 )
+
+// delayTo converts one of kured's delays (0 or less: none) to a chart value.
+func delayTo(path string) func(*migration, *setting) error {
+	return func(m *migration, s *setting) error {
+		if !m.given(s) {
+			return nil
+		}
+		d, _ := time.ParseDuration(s.value())
+		if d < 0 {
+			m.note(s, "%q: kured waits only for a delay above 0; not carried", s.value())
+		}
+		if d > 0 {
+			m.setValue(path, compactDuration(d))
+		}
+		return nil
+	}
+}
+
+func (m *migration) skipWait(s *setting) error {
+	if !m.given(s) {
+		return nil
+	}
+	n, _ := strconv.Atoi(s.value())
+	if n < 0 {
+		m.note(s, "%d: kured skips waiting only above 0 seconds; not carried", n)
+	}
+	if n > 0 {
+		m.setValue("agent.drain.skipWaitForDeleteTimeout", n)
+	}
+	return nil
+}
+
+// nodeLabelsTo converts kured's KEY=VALUE label list. kured splits each item
+// at "=" when it drains (an item without one crashes it then); nodepatch
+// checks them when it starts and refuses its own keys, so items it would refuse
+// are noted and left out.
+func nodeLabelsTo(path string) func(*migration, *setting) error {
+	return func(m *migration, s *setting) error {
+		if !m.given(s) {
+			return nil
+		}
+		var labels []string
+		for _, item := range s.values {
+			key, value, ok := strings.Cut(item, "=")
+			var why string
+			switch {
+			case !ok:
+				why = "not KEY=VALUE (kured fails on it when it drains)"
+			case len(validation.IsQualifiedName(key)) > 0:
+				why = "not a label key: " + strings.Join(validation.IsQualifiedName(key), "; ")
+			case len(validation.IsValidLabelValue(value)) > 0:
+				why = "not a label value: " + strings.Join(validation.IsValidLabelValue(value), "; ")
+			case strings.HasPrefix(key, "nodepatch.io/") || key == "node.kubernetes.io/exclude-from-external-load-balancers":
+				why = "nodepatch sets that label itself"
+			}
+			if why != "" {
+				m.note(s, "%q: %s; not carried", item, why)
+				continue
+			}
+			if !slices.Contains(labels, item) {
+				labels = append(labels, item)
+			}
+		}
+		if len(labels) > 0 {
+			m.setValue(path, labels)
+		}
+		return nil
+	}
+}
+
+// podSelectors converts kured's --blocking-pod-selector list. kured lists the
+// node's pods with each selector: an empty one matches every pod, and one the
+// API server refuses makes the list fail, and kured then holds every reboot.
+// nodepatch refuses both when it starts, so they are noted and left out.
+func (m *migration) podSelectors(s *setting) error {
+	if !m.given(s) {
+		return nil
+	}
+	var selectors []string
+	for _, sel := range s.values {
+		if strings.TrimSpace(sel) == "" {
+			m.note(s, "an empty selector: kured holds the reboot of every node with a pod on it; nodepatch refuses it (it would match every pod): not carried")
+			continue
+		}
+		if _, err := labels.Parse(sel); err != nil {
+			m.note(s, "%q is not a label selector (%v): kured's pod query fails with it, which holds every reboot; nodepatch refuses it: not carried", sel, err)
+			continue
+		}
+		if !slices.Contains(selectors, sel) {
+			selectors = append(selectors, sel)
+		}
+	}
+	if len(selectors) > 0 {
+		m.setValue("agent.blockers.podSelectors", selectors)
+	}
+	return nil
+}
+
+// prometheus converts --prometheus-url and the --alert-* flags, which kured
+// uses only with a URL (nodepatch refuses them without one).
+func (m *migration) prometheus(address *setting) error {
+	alerts := []struct {
+		s    *setting
+		path string
+	}{
+		{m.cfg.get("alert-filter-regexp"), "agent.blockers.prometheus.alertFilterRegexp"},
+		{m.cfg.get("alert-filter-match-only"), "agent.blockers.prometheus.alertFilterMatchOnly"},
+		{m.cfg.get("alert-firing-only"), "agent.blockers.prometheus.alertFiringOnly"},
+	}
+	if address.from != nil {
+		m.given(address)
+		for _, a := range alerts {
+			m.given(a.s)
+		}
+		return nil
+	}
+	switch u := address.value(); {
+	case u == "":
+		for _, a := range alerts {
+			if a.s.changed && !isDefault(a.s) {
+				m.note(a.s, "kured uses it only with --prometheus-url, which is not set; not carried")
+			}
+		}
+		return nil
+	case !(strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) || len(u) <= len("https://") || strings.ContainsFunc(u, unicode.IsSpace):
+		// What the chart's schema takes for agent.blockers.prometheus.url.
+		m.note(address, "%q is not an http:// or https:// URL, which nodepatch needs: not carried, nor the --alert-* flags", u)
+		return nil
+	}
+	m.setValue("agent.blockers.prometheus.url", address.value())
+	for _, a := range alerts {
+		if !m.given(a.s) || isDefault(a.s) {
+			continue
+		}
+		if a.s.flag.Kind == KindBool {
+			m.setValue(a.path, a.s.value() == "true")
+		} else {
+			m.setValue(a.path, a.s.value())
+		}
+	}
+	return nil
+}
+
+// lockReleaseDelay converts kured's wait before it releases the lock after a
+// reboot to nodepatch's soak, which must stay shorter than the health timeout.
+func (m *migration) lockReleaseDelay(s *setting) error {
+	if !m.given(s) {
+		return nil
+	}
+	d, _ := time.ParseDuration(s.value())
+	if d < 0 {
+		m.note(s, "%q: kured waits only for a delay above 0; not carried", s.value())
+	}
+	if d <= 0 {
+		return nil
+	}
+	m.setValue("agent.health.soak", compactDuration(d))
+	m.note(s, "nodepatch's soak: the node keeps its slot this long after it is back, and must be healthy at its end (agent.health.*)")
+	if d >= chartHealthTimeout {
+		m.setValue("agent.health.timeout", compactDuration(d+chartHealthTimeout))
+		m.note(s, "the soak must be shorter than agent.health.timeout: that is raised to %s", compactDuration(d+chartHealthTimeout))
+	}
+	return nil
+}
 
 // noEquivalentUnless notes a flag with no nodepatch counterpart when it is set
 // to anything but value (its default, which needs nothing).
@@ -402,6 +570,9 @@ func (m *migration) lockTTL(s *setting) error {
 	return nil
 }
 
+// lockLocation points nodepatch's agents at kured's lock (--ds-namespace,
+// --ds-name, --lock-annotation), so that while both run no node starts a
+// nodepatch cycle while kured holds its lock.
 func (m *migration) lockLocation(name *setting) error {
 	ns, anno := m.cfg.get("ds-namespace"), m.cfg.get("lock-annotation")
 	for _, s := range []*setting{name, ns, anno} {
@@ -410,11 +581,22 @@ func (m *migration) lockLocation(name *setting) error {
 			return nil
 		}
 	}
-	m.notes = append(m.notes, Note{Text: fmt.Sprintf("kured's lock is the annotation %s on DaemonSet %s/%s. nodepatch's lock is Leases (agent.lockName); "+
-		"while both run, nodepatch's agents honour kured's lock: no node starts a nodepatch cycle while kured holds it (docs/migrating-from-kured.md)",
-		anno.value(), ns.value(), name.value())})
+	daemonSet := ns.value() + "/" + name.value()
+	switch {
+	case len(validation.IsDNS1123Label(ns.value())) > 0 || len(validation.IsDNS1123Subdomain(name.value())) > 0:
+		m.note(name, "%q is no DaemonSet's namespace and name: kured cannot keep its lock there; not carried", daemonSet)
+		return nil
+	case len(validation.IsQualifiedName(anno.value())) > 0:
+		m.note(anno, "%q is not an annotation key: kured cannot keep its lock there; not carried", anno.value())
+		return nil
+	}
+	m.setValue("agent.blockers.kured.daemonSet", daemonSet)
+	m.setValue("agent.blockers.kured.lockAnnotation", anno.value())
+	m.notes = append(m.notes, Note{Text: fmt.Sprintf("kured's lock is the annotation %s on DaemonSet %s; nodepatch's own lock is Leases (agent.lockName). "+
+		"agent.blockers.kured points nodepatch's agents at kured's lock: while kured holds it no nodepatch cycle starts, and once kured's DaemonSet is gone it holds nothing "+
+		"(docs/migrating-from-kured.md)", anno.value(), daemonSet)})
 	if m.in.DaemonSetName != "" && (name.value() != m.in.DaemonSetName || ns.value() != m.in.DaemonSetNamespace) {
-		m.note(name, "kured keeps its lock on DaemonSet %s/%s, not on this one (%s/%s)", ns.value(), name.value(), m.in.DaemonSetNamespace, m.in.DaemonSetName)
+		m.note(name, "kured keeps its lock on DaemonSet %s, not on this one (%s/%s)", daemonSet, m.in.DaemonSetNamespace, m.in.DaemonSetName)
 	}
 	return nil
 }

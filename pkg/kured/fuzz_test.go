@@ -116,6 +116,9 @@ func FuzzMigrate(f *testing.F) {
 		{"--slack-hook-url=https://hooks.slack.com/services/A/B/C\n--log-format=xml\n--metrics-port=0", "KURED_LOG_FORMAT=json"},
 		{"--start-time=23:59:30\n--end-time=0:00\n--drain-grace-period=-9\n--reboot-sentinel=/etc/x", "KURED_LOCK_TTL=-1s"},
 		{"--unknown\nvalue\nstray\n--\n--period=x", "OTHER=1\nKURED_NOPE=2"},
+		{"--pre-reboot-node-labels=a=b,nodepatch.io/x=1,bad\n--post-reboot-node-labels=a=c,a=c\n--blocking-pod-selector=\n--blocking-pod-selector=x=y", ""},
+		{"--prometheus-url=https://p:9090\n--alert-filter-match-only\n--lock-release-delay=30m\n--skip-wait-for-delete-timeout=5", "KURED_ALERT_FIRING_ONLY=true"},
+		{"--ds-name=Bad\n--lock-annotation=a/b/c\n--reboot-delay=-5s\n--drain-delay=1h", "KURED_DS_NAMESPACE=ops"},
 	} {
 		f.Add(seed.args, seed.env)
 	}

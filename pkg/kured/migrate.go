@@ -312,6 +312,8 @@ func (m *migration) finish() {
 	m.setValue("agent.patch.mode", "off")
 	m.notes = append(m.notes, Note{Text: "kured never installs updates; agent.patch.mode is off so that nodepatch only coordinates reboots, as kured did. " +
 		"Set it to security (nodepatch's default) once nodepatch, not unattended-upgrades or dnf-automatic, is to apply them"})
+	m.notes = append(m.notes, Note{Text: "kured's drains also delete pods that no controller manages (kubectl drain --force); nodepatch's do so only with agent.drain.force: true, " +
+		"and with false (the chart's default) such a pod makes the drain fail and retry. Set it if you relied on kured for that"})
 	if len(m.extraArgs) > 0 {
 		m.setValue("agent.extraArgs", m.extraArgs)
 	}

@@ -86,10 +86,11 @@ func TestMigrate(t *testing.T) {
 			"agent.patch.mode":       "off",
 			"agent.extraArgs":        nil,
 			"agent.sentinel.command": nil,
+			"agent.blockers.kured":   map[string]any{"daemonSet": "kube-system/kured", "lockAnnotation": "weave.works/kured-node-lock"},
 		},
 		notes: map[string][]string{
 			"--drain-timeout": {"no time limit", "agent.drain.timeout"},
-			"":                {"weave.works/kured-node-lock on DaemonSet kube-system/kured", "honour kured's lock"},
+			"":                {"weave.works/kured-node-lock on DaemonSet kube-system/kured", "while kured holds it no nodepatch cycle starts"},
 		},
 		noNotes: []string{"--node-id", "--reboot-sentinel", "--period"},
 	}, {
@@ -117,23 +118,21 @@ func TestMigrate(t *testing.T) {
 			"agent.reboot.afterDrainTimeout": true,
 			"agent.logFormat":                "json",
 			"metrics.port":                   9100,
-			"agent.extraArgs": []string{ // in the table's order
-				"--reboot-delay=1m",
-				"--lock-release-delay=5m",
-				"--drain-delay=30s",
-				"--pre-reboot-node-labels=kured=rebooting",
-				"--post-reboot-node-labels=kured=done",
-				"--blocking-pod-selector=app=batch",
-				"--blocking-pod-selector=runtime=long,cost=expensive",
-				"--prometheus-url=http://prometheus.monitoring:9090",
-				"--alert-filter-regexp=^(Watchdog|RebootRequired)$",
-				"--alert-firing-only=true",
-				"--notify-url=slack://a/b/c",
-				"--message-template-drain=Draining %s now",
+			"agent.reboot.delay":             "1m",
+			"agent.drain.delay":              "30s",
+			"agent.health.soak":              "5m",
+			"agent.health.timeout":           nil,
+			"agent.nodeLabels.preReboot":     []string{"kured=rebooting"},
+			"agent.nodeLabels.postReboot":    []string{"kured=done"},
+			"agent.blockers.podSelectors":    []string{"app=batch", "runtime=long,cost=expensive"},
+			"agent.blockers.prometheus": map[string]any{
+				"url":               "http://prometheus.monitoring:9090",
+				"alertFilterRegexp": "^(Watchdog|RebootRequired)$",
+				"alertFiringOnly":   true,
 			},
+			"agent.extraArgs": []string{"--notify-url=slack://a/b/c", "--message-template-drain=Draining %s now"},
 		},
-		raw: []string{"reboot-delay", "lock-release-delay", "drain-delay", "pre-reboot-node-labels", "post-reboot-node-labels",
-			"blocking-pod-selector", "prometheus-url", "alert-filter-regexp", "alert-firing-only", "notify-url", "message-template-drain"},
+		raw: []string{"notify-url", "message-template-drain"},
 		notes: map[string][]string{
 			"--lock-ttl":       {"never renews"},
 			"--concurrency":    {"controller.maxUnavailable"},
@@ -163,9 +162,9 @@ func TestMigrate(t *testing.T) {
 			"agent.reboot.afterDrainTimeout": true,
 			"agent.concurrency":              4,
 			"agent.logFormat":                "json",
-			"agent.extraArgs":                []string{"--blocking-pod-selector=app=a"},
+			"agent.blockers.podSelectors":    []string{"app=a"},
+			"agent.extraArgs":                nil,
 		},
-		raw:   []string{"blocking-pod-selector"},
 		notes: map[string][]string{"KURED_BLOCKING_POD_SELECTOR": {"Unsupported flag type"}},
 	}, {
 		name: "values from Secrets: carried for raw flags, noted for the others",
@@ -185,17 +184,18 @@ func TestMigrate(t *testing.T) {
 		}(),
 		values: map[string]any{
 			"agent.extraEnv": []any{
-				map[string]any{"name": "NODEPATCH_PROMETHEUS_URL", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "kured", "key": "prom"}}},
 				map[string]any{"name": "NODEPATCH_NOTIFY_URL", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "kured", "key": "notify"}}},
 			},
-			"agent.lockTTL":   nil,
-			"agent.extraArgs": nil,
+			"agent.lockTTL":             nil,
+			"agent.blockers.prometheus": nil,
+			"agent.extraArgs":           nil,
 		},
-		raw: []string{"prometheus-url", "notify-url"},
+		raw: []string{"notify-url"},
 		notes: map[string][]string{
-			"--notify-url": {"KURED_NOTIFY_URL", "Secret kured, key notify", "NODEPATCH_NOTIFY_URL"},
-			"--lock-ttl":   {"KURED_LOCK_TTL", "Secret kured, key ttl", "set agent.lockTTL yourself"},
-			"HTTPS_PROXY":  {"not carried", "agent.extraEnv"},
+			"--notify-url":     {"KURED_NOTIFY_URL", "Secret kured, key notify", "NODEPATCH_NOTIFY_URL"},
+			"--prometheus-url": {"KURED_PROMETHEUS_URL", "set agent.blockers.prometheus.url yourself"},
+			"--lock-ttl":       {"KURED_LOCK_TTL", "Secret kured, key ttl", "set agent.lockTTL yourself"},
+			"HTTPS_PROXY":      {"not carried", "agent.extraEnv"},
 		},
 	}, {
 		name: "pflag's other spellings: --x y, a bare boolean, a boolean that does not take the next word",
@@ -314,9 +314,15 @@ func TestMigrate(t *testing.T) {
 			"":                 {"positional argument \"stray\""},
 		},
 	}, {
-		name:  "kured's lock on another DaemonSet",
-		in:    kuredInput("--ds-name=kured-lock", "--lock-annotation=example.com/lock"),
-		notes: map[string][]string{"--ds-name": {"kube-system/kured-lock, not on this one (kube-system/kured)"}, "": {"example.com/lock on DaemonSet kube-system/kured-lock"}},
+		name:   "kured's lock on another DaemonSet",
+		in:     kuredInput("--ds-name=kured-lock", "--lock-annotation=example.com/lock"),
+		values: map[string]any{"agent.blockers.kured": map[string]any{"daemonSet": "kube-system/kured-lock", "lockAnnotation": "example.com/lock"}},
+		notes:  map[string][]string{"--ds-name": {"kube-system/kured-lock, not on this one (kube-system/kured)"}, "": {"example.com/lock on DaemonSet kube-system/kured-lock"}},
+	}, {
+		name:   "kured's lock where no lock can be",
+		in:     kuredInput("--ds-namespace=Kube_System"),
+		values: map[string]any{"agent.blockers.kured": nil},
+		notes:  map[string][]string{"--ds-name": {`"Kube_System/kured" is no DaemonSet's namespace and name`}},
 	}, {
 		name: "flags at kured's defaults need nothing",
 		in: kuredInput("--drain-delay=0", "--alert-firing-only=false", "--prometheus-url=", "--metrics-host=",
@@ -325,14 +331,47 @@ func TestMigrate(t *testing.T) {
 		noNotes: []string{"--drain-delay", "--metrics-host", "--skip-wait-for-delete-timeout", "--debug", "--message-template-reboot"},
 	}, {
 		name:   "flags with no equivalent",
-		in:     kuredInput("--metrics-host=127.0.0.1", "--skip-wait-for-delete-timeout=30", "--prefer-no-schedule-taint=kured", "--debug", "--kubeconfig=/k"),
+		in:     kuredInput("--metrics-host=127.0.0.1", "--prefer-no-schedule-taint=kured", "--debug", "--kubeconfig=/k", "--annotate-nodes"),
 		values: map[string]any{"agent.extraArgs": nil},
 		notes: map[string][]string{
-			"--metrics-host":                 {"no equivalent"},
-			"--skip-wait-for-delete-timeout": {"no equivalent"},
-			"--prefer-no-schedule-taint":     {"no equivalent", "NoSchedule"},
-			"--debug":                        {"no equivalent"},
-			"--kubeconfig":                   {"no equivalent"},
+			"--metrics-host":             {"no equivalent"},
+			"--prefer-no-schedule-taint": {"no equivalent", "NoSchedule"},
+			"--debug":                    {"no equivalent"},
+			"--kubeconfig":               {"no equivalent"},
+			"--annotate-nodes":           {"no equivalent"},
+		},
+	}, {
+		name:   "the drain's other settings",
+		in:     kuredInput("--skip-wait-for-delete-timeout=30", "--drain-delay=-1s", "--reboot-delay=0"),
+		values: map[string]any{"agent.drain.skipWaitForDeleteTimeout": 30, "agent.drain.delay": nil, "agent.reboot.delay": nil},
+		notes:  map[string][]string{"--drain-delay": {"above 0"}},
+	}, {
+		name:   "a long lock release delay raises the health timeout above the soak",
+		in:     kuredInput("--lock-release-delay=15m"),
+		values: map[string]any{"agent.health.soak": "15m", "agent.health.timeout": "25m"},
+		notes:  map[string][]string{"--lock-release-delay": {"raised to 25m"}},
+	}, {
+		name:   "alert flags without a Prometheus",
+		in:     kuredInput("--alert-firing-only", "--alert-filter-regexp=x"),
+		values: map[string]any{"agent.blockers": map[string]any{"kured": map[string]any{"daemonSet": "kube-system/kured", "lockAnnotation": "weave.works/kured-node-lock"}}},
+		notes:  map[string][]string{"--alert-firing-only": {"only with --prometheus-url"}, "--alert-filter-regexp": {"only with --prometheus-url"}},
+	}, {
+		name:   "a Prometheus address nodepatch cannot take",
+		in:     kuredInput("--prometheus-url=prometheus:9090", "--alert-firing-only"),
+		values: map[string]any{"agent.blockers.prometheus": nil},
+		notes:  map[string][]string{"--prometheus-url": {"not an http:// or https:// URL"}},
+	}, {
+		name: "labels and selectors nodepatch would refuse are left out",
+		in: kuredInput("--pre-reboot-node-labels=good=yes,novalue,nodepatch.io/x=y,bad key=v", "--post-reboot-node-labels=good=no,good=no",
+			"--blocking-pod-selector=", "--blocking-pod-selector=a in (b", "--blocking-pod-selector=app=x", "--blocking-pod-selector=app=x"),
+		values: map[string]any{
+			"agent.nodeLabels.preReboot":  []string{"good=yes"},
+			"agent.nodeLabels.postReboot": []string{"good=no"},
+			"agent.blockers.podSelectors": []string{"app=x"},
+		},
+		notes: map[string][]string{
+			"--pre-reboot-node-labels": {`"novalue": not KEY=VALUE`},
+			"--blocking-pod-selector":  {"an empty selector"},
 		},
 	}, {
 		name: "values nodepatch bounds differently",
@@ -468,7 +507,7 @@ func TestFromDaemonSet(t *testing.T) {
 }
 
 func TestYAMLPutsTheNotesFirstAsComments(t *testing.T) {
-	r, err := Migrate(kuredInput("--period=1h", "--prometheus-url=http://p:9090", "--metrics-host=10.0.0.1"))
+	r, err := Migrate(kuredInput("--period=1h", "--notify-url=slack://t", "--metrics-host=10.0.0.1"))
 	require.NoError(t, err)
 	out, err := r.YAML()
 	require.NoError(t, err)
@@ -480,7 +519,7 @@ func TestYAMLPutsTheNotesFirstAsComments(t *testing.T) {
 		require.True(t, strings.HasPrefix(line, "#"), "header line %q is not a comment", line)
 	}
 	require.Contains(t, header, "# - --metrics-host: \"10.0.0.1\" has no equivalent")
-	require.Contains(t, header, "under kured's own flag names,\n# for the nodepatch agent flags of those names: --prometheus-url")
+	require.Contains(t, header, "under kured's own flag names,\n# for the nodepatch agent flags of those names: --notify-url")
 	require.NotContains(t, body, "#")
 
 	var values map[string]any
@@ -488,5 +527,5 @@ func TestYAMLPutsTheNotesFirstAsComments(t *testing.T) {
 	got, _ := value(values, "agent.period")
 	require.Equal(t, "1h", got)
 	got, _ = value(values, "agent.extraArgs")
-	require.Equal(t, []any{"--prometheus-url=http://p:9090"}, got)
+	require.Equal(t, []any{"--notify-url=slack://t"}, got)
 }

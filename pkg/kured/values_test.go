@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -139,7 +140,9 @@ func richInput() Input {
 		"--force-reboot", "--log-format=json", "--metrics-port=9100", "--reboot-command=/usr/sbin/shutdown -r now",
 		"--reboot-sentinel=/sentinel/kured/needs-reboot",
 		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url=slack://a/b/c",
-		"--pre-reboot-node-labels=kured=rebooting", "--drain-delay=30s")
+		"--pre-reboot-node-labels=kured=rebooting", "--post-reboot-node-labels=kured=done", "--drain-delay=30s", "--reboot-delay=1m",
+		"--skip-wait-for-delete-timeout=30", "--lock-release-delay=5m", "--alert-filter-regexp=^Watchdog$", "--alert-firing-only",
+		"--alert-filter-match-only=false", "--ds-name=kured-lock")
 	in.Env = append(in.Env, corev1.EnvVar{Name: "KURED_MESSAGE_TEMPLATE_REBOOT", ValueFrom: &corev1.EnvVarSource{
 		ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "kured"}, Key: "reboot"}}})
 	in.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
@@ -171,8 +174,9 @@ func TestEveryProducedValueIsAChartValueTheSchemaAccepts(t *testing.T) {
 	require.Empty(t, v.check("", schema, values), "the migration's values against values.schema.json")
 
 	// The checker finds what the schema refuses.
-	bad := map[string]any{"agent": map[string]any{"period": "1 hour", "window": map[string]any{"days": []any{"su"}}, "nosuch": 1}}
-	require.Len(t, v.check("", schema, bad), 3)
+	bad := map[string]any{"agent": map[string]any{"period": "1 hour", "window": map[string]any{"days": []any{"su"}}, "nosuch": 1,
+		"nodeLabels": map[string]any{"preReboot": []any{"nodepatch.io/x=y", "a=b", "a=b"}}}}
+	require.Len(t, v.check("", schema, bad), 5, "%v", v.check("", schema, bad))
 }
 
 // validator checks values against the parts of JSON Schema (draft 7) that
@@ -204,6 +208,12 @@ func (v validator) check(at string, s map[string]any, value any) []string {
 		if matched != 1 {
 			bad("%v matches %d of oneOf", value, matched)
 		}
+	}
+	if anyOf, ok := s["anyOf"].([]any); ok && !slices.ContainsFunc(anyOf, func(alt any) bool { return len(v.check(at, alt.(map[string]any), value)) == 0 }) {
+		bad("%v matches none of anyOf", value)
+	}
+	if not, ok := s["not"].(map[string]any); ok && len(v.check(at, not, value)) == 0 {
+		bad("%v matches what the schema forbids (not)", value)
 	}
 	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, value) {
 		bad("%v not in %v", value, enum)
@@ -245,6 +255,13 @@ func (v validator) check(at string, s map[string]any, value any) []string {
 	case []any:
 		if n, ok := s["minItems"].(float64); ok && float64(len(x)) < n {
 			bad("fewer than %v items", n)
+		}
+		if s["uniqueItems"] == true {
+			for i := range x {
+				if slices.ContainsFunc(x[:i], func(y any) bool { return reflect.DeepEqual(x[i], y) }) {
+					bad("item %d repeats %v", i, x[i])
+				}
+			}
 		}
 		if items, ok := s["items"].(map[string]any); ok {
 			for i, item := range x {
@@ -294,7 +311,9 @@ func TestHelmRendersTheMigratedValues(t *testing.T) {
 		"--reboot-method=command", "--reboot-command=/usr/sbin/shutdown -r now",
 		"--sentinel-file=/host/run/kured/needs-reboot", "--patch=off",
 		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url=slack://a/b/c",
-		"--pre-reboot-node-labels=kured=rebooting", "--drain-delay=30s",
+		"--pre-reboot-node-labels=kured=rebooting", "--post-reboot-node-labels=kured=done", "--drain-delay=30s", "--reboot-delay=1m",
+		"--skip-wait-for-delete-timeout=30", "--soak=5m", "--alert-filter-regexp=^Watchdog$", "--alert-firing-only=true",
+		"--kured-daemonset=kube-system/kured-lock", "--kured-lock-annotation=weave.works/kured-node-lock",
 	} {
 		require.Contains(t, args, want)
 	}
