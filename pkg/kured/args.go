@@ -220,10 +220,19 @@ func (c *config) setFromEnv(s *setting, v corev1.EnvVar) error {
 		}
 		value = strconv.FormatBool(b)
 	}
+	before := s.value()
 	if err := c.set(s, value, name); err != nil {
 		return err
 	}
 	s.env, s.from = name, nil
+	switch {
+	case s.args == 0:
+	case s.flag.Kind == KindStringSlice:
+		c.note(name, "appended to --%s of the arguments, as kured's LoadFromEnv does (kured's older viper-based main used the arguments only): %q", s.flag.Name, s.values)
+	case before != s.value():
+		c.note(name, "overrides --%s=%s of the arguments, as kured's LoadFromEnv does; carried: %q (kured's older viper-based main let the argument win)",
+			s.flag.Name, before, s.value())
+	}
 	return nil
 }
 

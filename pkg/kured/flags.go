@@ -41,10 +41,11 @@ type Flag struct {
 	convert func(*migration, *setting) error
 }
 
-// Flags is kured's flag set, as cmd/kured/main.go of the 1.17 to 1.23
-// releases declares it (pflag, every flag also read from KURED_<NAME>), plus
-// --debug and --kubeconfig of kured's newer main. A fresh table is built on
-// each call, so callers may keep or change what they get.
+// Flags is kured's flag set as its pflag-based cmd/kured/main.go declares it
+// (the main whose LoadFromEnv reads every flag from KURED_<NAME>), plus --debug
+// and --kubeconfig, which kured's newer main adds. A flag missing here is
+// noted, not guessed at. A fresh table is built on each call, so callers may
+// keep or change what they get.
 func Flags() []Flag {
 	return []Flag{
 		// The node.

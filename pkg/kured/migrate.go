@@ -138,6 +138,7 @@ func (r Result) YAML() ([]byte, error) {
 		}
 		b.WriteString("#\n# Carried as raw agent arguments (agent.extraArgs, agent.extraEnv) under kured's own flag names,\n")
 		b.WriteString("# for the nodepatch agent flags of those names: " + strings.Join(names, ", ") + "\n")
+		b.WriteString("# The agent refuses a flag it does not know: drop any that `nodepatch agent --help` does not list.\n")
 	}
 	out, err := valuesYAML(r.Values)
 	if err != nil {

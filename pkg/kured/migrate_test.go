@@ -165,7 +165,11 @@ func TestMigrate(t *testing.T) {
 			"agent.blockers.podSelectors":    []string{"app=a"},
 			"agent.extraArgs":                nil,
 		},
-		notes: map[string][]string{"KURED_BLOCKING_POD_SELECTOR": {"Unsupported flag type"}},
+		notes: map[string][]string{
+			"KURED_BLOCKING_POD_SELECTOR": {"Unsupported flag type"},
+			"KURED_PERIOD":                {"overrides --period=1h", `"2h"`, "older viper-based main let the argument win"},
+			"KURED_REBOOT_DAYS":           {"appended to --reboot-days"},
+		},
 	}, {
 		name: "values from Secrets: carried for raw flags, noted for the others",
 		in: func() Input {
