@@ -55,10 +55,13 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 	f.DurationVar(&o.DrainRetryBackoff, "drain-retry-backoff", time.Minute, "wait after a failed drain; doubles with each further failure, up to an hour")
 	f.BoolVar(&o.RebootAfterDrainTimeout, "reboot-after-drain-timeout", false, "reboot even when the drain timed out (PodDisruptionBudgets may then be broken)")
 
-	f.StringVar(&o.RebootDays, "reboot-days", "mon,tue,wed,thu,fri,sat,sun", "days a reboot may start on")
-	f.StringVar(&o.StartTime, "start-time", "00:00", "start of the daily maintenance window (HH:MM)")
-	f.StringVar(&o.EndTime, "end-time", "24:00", "end of the daily maintenance window (HH:MM); before --start-time wraps past midnight")
-	f.StringVar(&o.TimeZone, "time-zone", "UTC", "time zone of the maintenance window (IANA name)")
+	f.StringVar(&o.RebootDays, "reboot-days", agent.DefaultRebootDays, "days a reboot may start on")
+	f.StringVar(&o.StartTime, "start-time", agent.DefaultStartTime, "start of the daily maintenance window (HH:MM)")
+	f.StringVar(&o.EndTime, "end-time", agent.DefaultEndTime, "end of the daily maintenance window (HH:MM); before --start-time wraps past midnight")
+	f.StringVar(&o.TimeZone, "time-zone", agent.DefaultTimeZone, "time zone of the maintenance window (IANA name)")
+	f.StringArrayVar(&o.Windows, "window", nil, `maintenance window, repeatable (any open one lets a cycle start): "mon-fri 22:00-04:00 Europe/Berlin" `+
+		`or 'cron "0 2 * * sat" 4h UTC'; replaces --reboot-days/--start-time/--end-time/--time-zone`)
+	f.StringArrayVar(&o.Blackouts, "blackout", nil, `no cycle starts in it, repeatable: "2026-12-24", "2026-12-24..2027-01-02 Europe/Berlin" or RFC 3339 FROM..UNTIL`)
 
 	f.StringVar(&o.MetricsAddress, "metrics-address", ":8080", "address serving /metrics, /healthz and /readyz")
 	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")

@@ -111,7 +111,10 @@ type Config struct {
 	Period time.Duration
 	// Admission: wait for the rollout controller's admission before taking a slot.
 	Admission bool
-	Window    schedule.Window
+	Schedule  schedule.Schedule
+	// CycleFallback is the expected length of a cycle for a node with none on
+	// record: whether one fits before the window closes.
+	CycleFallback time.Duration
 	DryRun    bool
 	Clock     func() time.Time
 
@@ -326,12 +329,11 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		Node:       nodeView(node, st),
 		Lock:       LockView{PauseReason: snap.PauseReason, Holders: snap.Describe()},
 		Host:       a.host,
-		WindowOpen: a.cfg.Window.Contains(now),
-		NextWindow: a.cfg.Window.NextOpen(now),
 		Patch:      PatchView{Enabled: a.cfg.Patcher != nil, Interval: a.cfg.Patch.Interval, LastRound: a.patch.lastRound},
 		Limits:     a.cfg.Limits,
 		Admission:  a.cfg.Admission,
 	}
+	a.observeWindow(&obs)
 	_, held := snap.Held(a.cfg.NodeName)
 	// A holder that cannot keep its slot alive acts as if it had none: it
 	// stops before the reboot, and Decide undoes the cycle.
@@ -367,6 +369,22 @@ func aboutToReboot(o Observation) bool {
 		return !o.rebooted() && (!waiting || o.Host.RebootRefused != "")
 	}
 	return false
+}
+
+// observeWindow says whether the window is open, and whether a cycle as long
+// as this node's recent ones would end before it closes.
+func (a *Agent) observeWindow(o *Observation) {
+	sched, now := a.cfg.Schedule, o.Now
+	o.ExpectedCycle = schedule.ExpectedCycle(o.Node.State.CycleDurations, a.cfg.CycleFallback)
+	o.WindowOpen = sched.Open(now)
+	o.WindowTooShort = o.WindowOpen && !sched.Fits(now, o.ExpectedCycle)
+	o.NextWindow = now
+	if !o.WindowOpen || o.WindowTooShort {
+		o.WindowCloses = sched.CloseAfter(now)
+		if o.NextWindow = sched.NextFit(now, o.ExpectedCycle); o.NextWindow.IsZero() {
+			o.NextWindow = sched.Next(now)
+		}
+	}
 }
 
 // mayStartCycle: an idle node that needs a cycle, the only time the blockers
@@ -501,6 +519,7 @@ func (a *Agent) record(obs Observation, step Step) {
 	m.SetPhase(step.Phase)
 	m.SetBlocked(step.Blocked)
 	m.SetCycleStart(obs.Node.State.CycleStarted)
+	m.SetNextWindow(obs.NextWindow)
 }
 
 func boolGauge(b bool) float64 {

@@ -15,9 +15,14 @@ type Observation struct {
 	Node NodeView
 	Lock LockView
 	Host HostView
-	// WindowOpen says whether a reboot may start now; NextWindow is when it next may.
-	WindowOpen bool
-	NextWindow time.Time
+	// WindowOpen says whether the maintenance window is open now; NextWindow is
+	// when a cycle next may start. WindowTooShort: open, but a cycle of
+	// ExpectedCycle started now would not end before it closes (WindowCloses).
+	WindowOpen     bool
+	NextWindow     time.Time
+	WindowTooShort bool
+	WindowCloses   time.Time
+	ExpectedCycle  time.Duration
 	Patch      PatchView
 	Limits     Limits
 	// Admission: a rollout controller admits nodes; the agent reports its need
@@ -486,6 +491,13 @@ func firstSet(times ...time.Time) time.Time {
 	return time.Time{}
 }
 
+func timeOrNever(t time.Time) string {
+	if t.IsZero() {
+		return "never (within 400 days)"
+	}
+	return t.Format(time.RFC3339)
+}
+
 func soakNote(soak time.Duration) string {
 	if soak <= 0 {
 		return ""
@@ -546,8 +558,12 @@ func (o Observation) blocked() ([]string, string, time.Time) {
 	if r := o.Lock.PauseReason; r != "" {
 		add(BlockPaused, fmt.Sprintf("rollout paused: %q", r), time.Time{})
 	}
-	if !o.WindowOpen {
-		add(BlockWindow, "outside the maintenance window until "+o.NextWindow.Format(time.RFC3339), o.NextWindow)
+	switch {
+	case !o.WindowOpen:
+		add(BlockWindow, "outside the maintenance window until "+timeOrNever(o.NextWindow), o.NextWindow)
+	case o.WindowTooShort:
+		add(BlockWindow, fmt.Sprintf("a cycle of about %s would not end before the window closes at %s; next start at %s",
+			o.ExpectedCycle, timeOrNever(o.WindowCloses), timeOrNever(o.NextWindow)), o.NextWindow)
 	}
 	if o.Now.Before(st.RetryAfter) {
 		add(BlockBackoff, "backing off after a failed drain or an approval that did not come, until "+st.RetryAfter.Format(time.RFC3339), st.RetryAfter)

@@ -429,3 +429,16 @@ func TestDecideChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestWindowTooShortHolds: an open window a cycle would overrun holds it until
+// the next start that fits.
+func TestWindowTooShortHolds(t *testing.T) {
+	closes, next := t0.Add(10*time.Minute), t0.Add(24*time.Hour)
+	step := Decide(obs(func(o *Observation) {
+		o.WindowTooShort, o.WindowCloses, o.NextWindow, o.ExpectedCycle = true, closes, next, 25*time.Minute
+	}))
+	require.Equal(t, ActWait, step.Action)
+	require.Equal(t, []string{BlockWindow}, step.Blocked)
+	require.Equal(t, next, step.Until)
+	require.Contains(t, step.Reason, "a cycle of about 25m0s would not end before the window closes at "+closes.Format(time.RFC3339))
+}

@@ -423,6 +423,8 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 		}
 		if verify {
 			st.Phase, st.BackAt, st.CycleStarted, st.BootIDBefore = state.PhaseVerifying, now, from.CycleStarted, from.BootIDBefore
+		} else if !from.CycleStarted.IsZero() {
+			st.RememberCycle(out)
 		}
 	})
 	if err != nil {
@@ -445,14 +447,20 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 // endVerify ends a Verifying node's cycle: it is healthy (or lost its slot,
 // and so has nothing left to hold), so the slot goes on.
 func (a *Agent) endVerify(ctx context.Context, obs Observation, why string) error {
-	back := obs.Node.State.BackAt
-	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {})
+	from := obs.Node.State
+	back, started := from.BackAt, from.CycleStarted
+	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {
+		if !started.IsZero() {
+			st.RememberCycle(a.cfg.Clock().Sub(started))
+		}
+	})
 	if err != nil {
 		return err
 	}
 	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
 	a.cfg.Metrics.TimeToHealthy.Observe(a.cfg.Clock().Sub(back).Seconds())
-	a.normal("RebootSucceeded", "%s, %s after the node came back", why, a.cfg.Clock().Sub(back).Round(time.Millisecond))
+	a.normal("RebootSucceeded", "rebooted (boot id %s → %s): %s, %s after the node came back; node was out of service for %s",
+		from.BootIDBefore, obs.Host.BootID, why, a.cfg.Clock().Sub(back).Round(time.Millisecond), back.Sub(started).Round(time.Millisecond))
 	return nil
 }
 
@@ -507,7 +515,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 			delete(node.Annotations, state.AnnotationForceReboot)
 		}
 		*st = state.Node{LastReboot: st.LastReboot, LastPatch: st.LastPatch, DrainFailures: st.DrainFailures,
-			RetryAfter: st.RetryAfter, RepeatedReboots: st.RepeatedReboots}
+			RetryAfter: st.RetryAfter, RepeatedReboots: st.RepeatedReboots, CycleDurations: st.CycleDurations}
 		if adjust != nil {
 			adjust(st)
 		}

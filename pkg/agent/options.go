@@ -70,6 +70,10 @@ type Options struct {
 	StartTime  string
 	EndTime    string
 	TimeZone   string
+	// Windows and Blackouts (--window, --blackout) make the schedule; without
+	// windows the four flags above are its one window.
+	Windows   []string
+	Blackouts []string
 
 	MetricsAddress string
 	LogFormat      string
@@ -109,9 +113,17 @@ func (o Options) Clock() func() time.Time {
 var DefaultPatchExclude = []string{"kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools", "containerd",
 	"containerd.io", "cri-o", "docker-ce", "docker-ce-cli", "docker.io", "moby-engine", "runc"}
 
-// Validate checks every option and returns the parsed maintenance window. Each
-// error names the flag and the bad value.
-func (o Options) Validate() (schedule.Window, error) {
+// The one-window flags' defaults: an always-open window.
+const (
+	DefaultRebootDays = "mon,tue,wed,thu,fri,sat,sun"
+	DefaultStartTime  = "00:00"
+	DefaultEndTime    = "24:00"
+	DefaultTimeZone   = "UTC"
+)
+
+// Validate checks every option and returns the parsed maintenance schedule.
+// Each error names the flag and the bad value.
+func (o Options) Validate() (schedule.Schedule, error) {
 	var errs []error
 	bad := func(flag string, value any, why string) {
 		errs = append(errs, fmt.Errorf("--%s %q: %s", flag, fmt.Sprint(value), why))
@@ -167,11 +179,36 @@ func (o Options) Validate() (schedule.Window, error) {
 	o.validateHost(bad)
 	errs = append(errs, o.Checks.validate(o.NodeName, bad)...)
 	o.validateCycle(bad)
-	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
+	sched, err := o.schedule()
 	if err != nil {
 		errs = append(errs, err)
 	}
-	return window, errors.Join(errs...)
+	return sched, errors.Join(errs...)
+}
+
+// schedule is --window and --blackout, or the one window of --reboot-days,
+// --start-time, --end-time and --time-zone (not both).
+func (o Options) schedule() (schedule.Schedule, error) {
+	if len(o.Windows) > 0 {
+		if o.RebootDays != DefaultRebootDays || o.StartTime != DefaultStartTime || o.EndTime != DefaultEndTime || o.TimeZone != DefaultTimeZone {
+			return schedule.Schedule{}, fmt.Errorf("--window %q: set either --window or --reboot-days/--start-time/--end-time/--time-zone, not both",
+				strings.Join(o.Windows, "; "))
+		}
+		return schedule.Parse(o.Windows, o.Blackouts)
+	}
+	window, err := schedule.ParseWindow(o.RebootDays, o.StartTime, o.EndTime, o.TimeZone)
+	var errs []error
+	errs = append(errs, err)
+	var blackouts []schedule.Blackout
+	for _, v := range o.Blackouts {
+		b, err := schedule.ParseBlackout(v)
+		errs = append(errs, err)
+		blackouts = append(blackouts, b)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return schedule.Schedule{}, err
+	}
+	return schedule.New([]schedule.Recurrence{window}, blackouts), nil
 }
 
 func (o Options) validateHost(bad func(string, any, string)) {

@@ -147,3 +147,29 @@ func FuzzParseNodeLabels(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateSchedule(t *testing.T) {
+	o := validOptions()
+	o.RebootDays, o.StartTime, o.EndTime, o.TimeZone = DefaultRebootDays, DefaultStartTime, DefaultEndTime, DefaultTimeZone
+	o.Windows = []string{"mon-fri 22:00-04:00 Europe/Berlin", `cron "0 2 * * sat" 4h UTC`}
+	o.Blackouts = []string{"2026-12-24..2027-01-02 Europe/Berlin"}
+	sched, err := o.Validate()
+	require.NoError(t, err)
+	christmas := time.Date(2026, 12, 28, 23, 0, 0, 0, time.UTC)
+	require.False(t, sched.Open(christmas), "open in a blackout")
+	require.True(t, sched.Open(time.Date(2027, 1, 4, 22, 30, 0, 0, time.UTC)), "a Monday night in Berlin")
+
+	o.StartTime = "20:00"
+	_, err = o.Validate()
+	require.ErrorContains(t, err, "set either --window or --reboot-days/--start-time/--end-time/--time-zone, not both")
+
+	o = validOptions()
+	o.Blackouts = []string{"christmas"}
+	_, err = o.Validate()
+	require.ErrorContains(t, err, `--blackout "christmas"`)
+	o = validOptions()
+	o.RebootDays, o.StartTime, o.EndTime, o.TimeZone = DefaultRebootDays, DefaultStartTime, DefaultEndTime, DefaultTimeZone
+	o.Windows = []string{"someday 25:00-26:00"}
+	_, err = o.Validate()
+	require.ErrorContains(t, err, `--window "someday 25:00-26:00"`)
+}

@@ -30,7 +30,7 @@ import (
 // Start wires the agent to a cluster and a host from validated options and runs it
 // until ctx ends.
 func Start(ctx context.Context, o Options, log *slog.Logger) error {
-	window, err := o.Validate()
+	sched, err := o.Validate()
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		Labels:            o.cycleLabels(),
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
-		Period:                  o.Period, Window: window, DryRun: o.DryRun, Clock: clock,
+		Period:                  o.Period, Schedule: sched, DryRun: o.DryRun, Clock: clock,
 		Admission:   o.Admission == "controller",
 		Node:        cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
 		Nodes:       nodeOps,
@@ -148,7 +148,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	ready.Store(true)
 	log.Info("agent started", "node", o.NodeName, "version", version.Version, "concurrency", o.Concurrency,
-		"window", window.String(), "dryRun", o.DryRun)
+		"schedule", sched.String(), "dryRun", o.DryRun)
 	go renewWhileHeld(ctx, sem, o.LockTTL, log)
 	return a.Run(ctx)
 }

@@ -25,6 +25,7 @@ type Metrics struct {
 	Phase            *prometheus.GaugeVec
 	LockHeld         prometheus.Gauge
 	CycleStart       prometheus.Gauge
+	NextWindow       prometheus.Gauge
 	Reboots          *prometheus.CounterVec
 	DrainFailures    prometheus.Counter
 	DrainDuration    prometheus.Histogram
@@ -55,10 +56,12 @@ func New(node, version string) *Metrics {
 		Phase:          f.gaugeVec("nodepatch_phase", "1 for the node's current phase in its reboot cycle.", "phase"),
 		LockHeld:       f.gauge("nodepatch_lock_held", "1 while this node holds a slot of the reboot lock."),
 		CycleStart:     f.gauge("nodepatch_cycle_start_timestamp_seconds", "Unix time the current reboot cycle started; 0 when there is none."),
-		Reboots:        f.counterVec("nodepatch_reboots_total", "Reboot cycles finished, by result.", "result"),
-		DrainFailures:  f.counter("nodepatch_drain_failures_total", "Drains that failed or timed out."),
-		DrainDuration:  f.histogram("nodepatch_drain_duration_seconds", "Time a successful drain took.", durations),
-		OutOfService:   f.histogram("nodepatch_out_of_service_seconds", "Time from cordon to uncordon in a finished cycle.", durations),
+		NextWindow: f.gauge("nodepatch_next_window_timestamp_seconds",
+			"Unix time a cycle may next start by the maintenance window (now while one may; 0 when none comes within 400 days)."),
+		Reboots:       f.counterVec("nodepatch_reboots_total", "Reboot cycles finished, by result.", "result"),
+		DrainFailures: f.counter("nodepatch_drain_failures_total", "Drains that failed or timed out."),
+		DrainDuration: f.histogram("nodepatch_drain_duration_seconds", "Time a successful drain took.", durations),
+		OutOfService:  f.histogram("nodepatch_out_of_service_seconds", "Time from cordon to uncordon in a finished cycle.", durations),
 		TimeToHealthy: f.histogram("nodepatch_time_to_healthy_seconds",
 			"Time from the node's return (Ready from the new boot, uncordoned) to healthy at the end of its soak, with a health gate.", durations),
 		UpdatesPending:   f.gaugeVec("nodepatch_updates_pending", "Package updates available on the host.", "kind"),
@@ -113,6 +116,15 @@ func (m *Metrics) SetBootIDMismatch(mismatch bool, hostID, kubeletID string) {
 	if mismatch {
 		m.BootIDMismatch.WithLabelValues(hostID, kubeletID).Set(1)
 	}
+}
+
+// SetNextWindow records when a cycle may next start.
+func (m *Metrics) SetNextWindow(t time.Time) {
+	if t.IsZero() {
+		m.NextWindow.Set(0)
+		return
+	}
+	m.NextWindow.Set(float64(t.Unix()))
 }
 
 // SetCycleStart records when the current cycle started; the zero time clears it.

@@ -62,7 +62,14 @@ const (
 	// AnnotationLBExcludedByUs: nodepatch set LabelExcludeFromLB for this cycle
 	// (an operator's own label is never removed).
 	AnnotationLBExcludedByUs = "nodepatch.io/lb-excluded-by-nodepatch"
+	// AnnotationCycleDurations: the node's last cycles, cordon to release, in
+	// whole seconds, newest first (at most MaxCycleDurations): the window only
+	// lets a cycle start that would finish before it closes.
+	AnnotationCycleDurations = "nodepatch.io/cycle-durations"
 )
+
+// MaxCycleDurations is how many past cycles a node remembers.
+const MaxCycleDurations = 10
 
 // Approval gates.
 const (
@@ -144,6 +151,16 @@ type Node struct {
 	// AnnotationWaitingForGate).
 	Held           string
 	WaitingForGate string
+	// CycleDurations are the node's last cycles, newest first.
+	CycleDurations []time.Duration
+}
+
+// RememberCycle puts d first in CycleDurations, keeping MaxCycleDurations.
+func (n *Node) RememberCycle(d time.Duration) {
+	n.CycleDurations = append([]time.Duration{d.Round(time.Second)}, n.CycleDurations...)
+	if len(n.CycleDurations) > MaxCycleDurations {
+		n.CycleDurations = n.CycleDurations[:MaxCycleDurations]
+	}
 }
 
 // CycleID names the current cycle: its start time as the Node records it, so
@@ -185,6 +202,7 @@ func Parse(annotations map[string]string) (Node, error) {
 		Approvals:         approvals(annotations),
 		Held:              annotations[AnnotationHeld],
 		WaitingForGate:    annotations[AnnotationWaitingForGate],
+		CycleDurations:    p.durations(AnnotationCycleDurations),
 	}
 	return n, errors.Join(p.errs...)
 }
@@ -237,6 +255,23 @@ func (p *parser) count(key string) int {
 	return n
 }
 
+func (p *parser) durations(key string) []time.Duration {
+	v := p.annotations[key]
+	if v == "" {
+		return nil
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			p.fail(key, v, "seconds, newest first (e.g. 312,298)")
+			return nil
+		}
+		out = append(out, time.Duration(n)*time.Second)
+	}
+	return out
+}
+
 func (p *parser) time(key string) time.Time {
 	v, ok := p.annotations[key]
 	if !ok || v == "" {
@@ -283,6 +318,7 @@ func (n Node) AgentAnnotations() map[string]*string {
 		AnnotationLBExcludedByUs:    flag(n.LBExcludedByUs),
 		AnnotationHeld:              nonEmpty(n.Held),
 		AnnotationWaitingForGate:    nonEmpty(n.WaitingForGate),
+		AnnotationCycleDurations:    seconds(n.CycleDurations),
 	}
 }
 
@@ -305,6 +341,17 @@ func positive(n int) *string {
 		return nil
 	}
 	return nonEmpty(strconv.Itoa(n))
+}
+
+func seconds(ds []time.Duration) *string {
+	if len(ds) == 0 {
+		return nil
+	}
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = strconv.Itoa(int(d / time.Second))
+	}
+	return nonEmpty(strings.Join(parts, ","))
 }
 
 func timestamp(t time.Time) *string {

@@ -38,11 +38,20 @@ const (
 	fieldManager = "nodepatch-chart-test"
 )
 
-// TestChartOnARealAPIServer applies the chart's default objects with
-// server-side apply to a real kube-apiserver (which validates every one of
-// them, the DaemonSet's pod template and the admission policy's CEL included),
-// then exercises the RBAC rules and the admission policy with the agent's own
-// pod-bound ServiceAccount token.
+// nodeLabelValues are the chart values the real-API-server test installs with:
+// the defaults plus node labels, whose keys the admission policy then allows.
+var nodeLabelValues = []string{
+	"--set", "agent.nodeLabels.preReboot={example.com/maintenance=true}",
+	"--set", "agent.nodeLabels.postReboot={example.com/patched=yes}",
+}
+
+// TestChartOnARealAPIServer applies the chart's objects (defaults, plus
+// nodeLabelValues) with server-side apply to a real kube-apiserver (which
+// validates every one of them, the DaemonSet's pod template and the admission
+// policy's CEL included), then exercises the RBAC rules and the admission policy
+// with the agent's own pod-bound ServiceAccount token; last, it applies the
+// chart again with a forced drain and no load balancer label, and shows what
+// changes.
 func TestChartOnARealAPIServer(t *testing.T) {
 	// kube-controller-manager runs the controller that type-checks admission
 	// policies and reports the result in their status.
@@ -52,7 +61,7 @@ func TestChartOnARealAPIServer(t *testing.T) {
 	cfg.WarningHandler = warnings
 
 	applyManifest(t, cfg, mustRead(t, ct.RepoRoot(t)+"/manifests/namespace.yaml"))
-	applyManifest(t, cfg, ct.Template(t))
+	applyManifest(t, cfg, ct.Template(t, nodeLabelValues...))
 	require.Empty(t, warnings.all(), "the API server warned about the chart's objects")
 	requirePolicyTypeChecks(t, cp.Client, "nodepatch-own-node")
 
@@ -112,10 +121,49 @@ func TestChartOnARealAPIServer(t *testing.T) {
 			"may change only nodepatch.io/ labels")
 		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"metadata":{"annotations":{"example.com/owner":"me"}}}`),
 			"may change only nodepatch.io/ annotations")
+		// An approval gate is passed by the approver, never by the agent itself.
+		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"metadata":{"annotations":{"nodepatch.io/approve-ticket":"2026-01-01T00:00:00Z"}}}`),
+			"may remove its Node's nodepatch.io/approve- annotations but not set them")
 		// A strategic merge patch replaces the whole taint list, dropping the
 		// node's own example.com/gpu taint.
 		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"spec":{"taints":[{"key":"nodepatch.io/rebooting","effect":"NoSchedule"}]}}`),
 			"may add or remove only nodepatch.io/ taints")
+	})
+
+	t.Run("agent sets and removes the labels its flags name, and no other", func(t *testing.T) {
+		ctx := t.Context()
+		for _, key := range []string{"node.kubernetes.io/exclude-from-external-load-balancers", "example.com/maintenance", "example.com/patched"} {
+			require.NoError(t, patchNode(ctx, agent, "node-a", fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, key)), "set %s", key)
+			require.NoError(t, patchNode(ctx, agent, "node-a", fmt.Sprintf(`{"metadata":{"labels":{%q:"false"}}}`, key)), "change %s", key)
+			require.NoError(t, patchNode(ctx, agent, "node-a", fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, key)), "remove %s", key)
+		}
+		// A key not configured, even beside a configured one in the same patch.
+		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"metadata":{"labels":{"example.com/other":"true"}}}`),
+			"may change only nodepatch.io/ labels")
+		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"metadata":{"labels":{"example.com/maintenance":"true","example.com/maintenance-window":"now"}}}`),
+			"may change only nodepatch.io/ labels")
+		// The node's own labels stay out of reach.
+		requireForbidden(t, patchNode(ctx, agent, "node-a", `{"metadata":{"labels":{"kubernetes.io/hostname":null}}}`),
+			"may change only nodepatch.io/ labels")
+		// The quarantine label is nodepatch's own.
+		require.NoError(t, patchNode(ctx, agent, "node-a", `{"metadata":{"labels":{"nodepatch.io/quarantined":"true"}}}`))
+		require.NoError(t, patchNode(ctx, agent, "node-a", `{"metadata":{"labels":{"nodepatch.io/quarantined":null}}}`))
+		n, err := admin.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, "node-a", n.Labels["kubernetes.io/hostname"])
+		for _, key := range []string{"node.kubernetes.io/exclude-from-external-load-balancers", "example.com/maintenance",
+			"example.com/patched", "example.com/other", "example.com/maintenance-window", "nodepatch.io/quarantined"} {
+			require.NotContains(t, n.Labels, key)
+		}
+	})
+
+	t.Run("agent removes an approval it may not give", func(t *testing.T) {
+		ctx := t.Context()
+		const approval = `{"metadata":{"annotations":{"nodepatch.io/approve-ticket":%s}}}`
+		require.NoError(t, patchNode(ctx, admin, "node-a", fmt.Sprintf(approval, `"2026-01-01T00:00:00Z"`)))
+		requireForbidden(t, patchNode(ctx, agent, "node-a", fmt.Sprintf(approval, `"2026-02-02T00:00:00Z"`)),
+			"may remove its Node's nodepatch.io/approve- annotations but not set them")
+		require.NoError(t, patchNode(ctx, agent, "node-a", fmt.Sprintf(approval, "null")))
 	})
 
 	t.Run("agent evicts pods on its node", func(t *testing.T) {
@@ -148,6 +196,59 @@ func TestChartOnARealAPIServer(t *testing.T) {
 	t.Run("RBAC grants no more than the agent needs", func(t *testing.T) {
 		testAgentRBAC(t, agent)
 	})
+
+	t.Run("a forced drain deletes pods on its node only; no load balancer label", func(t *testing.T) {
+		testForcedDrain(t, cp, agent)
+	})
+}
+
+// testForcedDrain applies the chart again with agent.drain.timeoutAction=force
+// (delete on pods, and the policy that confines it) and without the load
+// balancer label, and checks both with the agent's token. Calls that would
+// change something while the new rules load are dry runs: admission runs on
+// them, and a call let through too early changes nothing.
+func testForcedDrain(t *testing.T, cp *harness.ControlPlane, agent kubernetes.Interface) {
+	ctx := t.Context()
+	admin := cp.Client
+	warnings := &warningRecorder{}
+	cfg := cp.RESTConfig()
+	cfg.WarningHandler = warnings
+	applyManifest(t, cfg, ct.Template(t, append([]string{
+		"--set", "agent.drain.timeoutAction=force",
+		"--set", "agent.nodeLabels.excludeFromLoadBalancers=false",
+	}, nodeLabelValues...)...))
+	require.Empty(t, warnings.all(), "the API server warned about the chart's objects")
+	requirePolicyTypeChecks(t, admin, "nodepatch-own-node")
+	requirePolicyTypeChecks(t, admin, "nodepatch-own-node-pods")
+
+	createPod(t, admin, "stuck-a", "node-a", "default")
+	createPod(t, admin, "stuck-b", "node-b", "default")
+	dryRunDelete := func(client kubernetes.Interface, pod string) func() error {
+		return func() error {
+			return client.CoreV1().Pods("default").Delete(ctx, pod, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}
+	}
+	// Authorization comes before admission: once the policy's refusal shows,
+	// RBAC grants the delete.
+	waitForbidden(t, "deleting a pod on node-b", dryRunDelete(agent, "stuck-b"),
+		"the nodepatch agent on node node-a may delete only pods on its own Node, not default/stuck-b")
+	require.NoError(t, agent.CoreV1().Pods("default").Delete(ctx, "stuck-a", metav1.DeleteOptions{}))
+	_, err := admin.CoreV1().Pods("default").Get(ctx, "stuck-b", metav1.GetOptions{})
+	require.NoError(t, err, "the pod on node-b is gone")
+
+	unbound := clientForToken(t, cp, unboundToken(t, admin))
+	requireForbidden(t, dryRunDelete(unbound, "stuck-b")(), "must authenticate with a token bound to its pod")
+
+	dryRunPatch := func(patch string) func() error {
+		return func() error {
+			_, err := agent.CoreV1().Nodes().Patch(ctx, "node-a", types.StrategicMergePatchType, []byte(patch),
+				metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}
+	}
+	waitForbidden(t, "setting the load balancer label", dryRunPatch(`{"metadata":{"labels":{"node.kubernetes.io/exclude-from-external-load-balancers":"true"}}}`),
+		"may change only nodepatch.io/ labels")
+	require.NoError(t, dryRunPatch(`{"metadata":{"labels":{"example.com/maintenance":"true"}}}`)())
 }
 
 func testAgentRBAC(t *testing.T, agent kubernetes.Interface) {
@@ -158,6 +259,9 @@ func testAgentRBAC(t *testing.T, agent kubernetes.Interface) {
 	require.NoError(t, err)
 	_, err = agent.CoordinationV1().Leases("nodepatch").List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
+	// A drain that timed out names the budgets that hold the pods left.
+	_, err = agent.PolicyV1().PodDisruptionBudgets("default").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
 	_, err = agent.CoreV1().Events("default").Create(ctx, &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{GenerateName: "node-a."},
 		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: "node-a"},
@@ -167,7 +271,13 @@ func testAgentRBAC(t *testing.T, agent kubernetes.Interface) {
 
 	forbidden := map[string]func() error{
 		"delete a node": func() error { return agent.CoreV1().Nodes().Delete(ctx, "node-a", metav1.DeleteOptions{}) },
-		"delete a pod":  func() error { return agent.CoreV1().Pods("default").Delete(ctx, "web-a2", metav1.DeleteOptions{}) },
+		// Only with agent.drain.timeoutAction=force (testForcedDrain).
+		"delete a pod": func() error { return agent.CoreV1().Pods("default").Delete(ctx, "web-a2", metav1.DeleteOptions{}) },
+		"change a budget": func() error {
+			_, err := agent.PolicyV1().PodDisruptionBudgets("default").Create(ctx, &policyv1.PodDisruptionBudget{
+				ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+			return err
+		},
 		"read secrets": func() error {
 			_, err := agent.CoreV1().Secrets("nodepatch").List(ctx, metav1.ListOptions{})
 			return err

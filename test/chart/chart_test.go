@@ -44,6 +44,18 @@ var valueSets = map[string][]string{
 		"--set", "metrics.podMonitor.enabled=true",
 		"--set", "alerts.enabled=true",
 	},
+	// The drain policy that needs more rights (delete on pods, a second admission
+	// policy), node labels that widen the admission policy, and every hold.
+	"forced-drain": {
+		"--set", "agent.drain.timeoutAction=force",
+		"--set", "agent.nodeLabels.preReboot={example.com/maintenance=true}",
+		"--set", "agent.nodeLabels.postReboot={example.com/patched=yes}",
+		"--set", "agent.blockers.podSelectors={app=batch}",
+		"--set", "agent.blockers.prometheus.url=http://prometheus.monitoring:9090",
+		"--set", "agent.blockers.kured.daemonSet=kube-system/kured",
+		"--set", "agent.health.query=up{job=\"node\"}",
+		"--set", "agent.health.soak=5m",
+	},
 	"existing-service-account": {
 		"--set", "serviceAccount.create=false",
 		"--set", "serviceAccount.name=patcher",
@@ -85,6 +97,9 @@ func TestRenderedObjects(t *testing.T) {
 		"pod-monitor": {"Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "PodMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
+		"forced-drain": {"Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
 		"existing-service-account": {"Service", "DaemonSet", "Deployment", "PodDisruptionBudget"},
 	}
 	require.Len(t, cases, len(valueSets), "every value set needs its expected objects")
@@ -111,25 +126,77 @@ var agentFlags = []string{
 	"dry-run", "host-root", "host-exec", "dbus-address", "patch", "patch-interval",
 	"patch-timeout", "patch-exclude", "patch-under-lock", "output-dir", "min-reboot-interval",
 	"max-repeated-reboots", "admission",
+	// Drain policy, delays and node labels.
+	"delete-emptydir-data", "force", "skip-wait-for-delete-timeout", "drain-timeout-action",
+	"force-drain-grace-period", "drain-delay", "reboot-delay", "pre-reboot-node-labels",
+	"post-reboot-node-labels", "exclude-from-load-balancers",
+	// Holds from outside the node and the health gate.
+	"blocking-pod-selector", "prometheus-url", "prometheus-timeout", "alert-filter-regexp",
+	"alert-filter-match-only", "alert-firing-only", "alert-label-matchers", "block-while-query",
+	"kured-daemonset", "kured-lock-annotation", "health-daemonsets", "ready-pod-selector",
+	"health-query", "soak", "health-timeout",
+	// Approval gates.
+	"gate",
 }
 
-// agentArgs returns the agent container's flags as name → value, failing on a
-// flag given twice.
+// repeatableFlags are the agentFlags given once per list item (stringArray
+// flags), and not at all for an empty list.
+var repeatableFlags = []string{"blocking-pod-selector", "gate"}
+
+// singleFlags are agentFlags without repeatableFlags.
+func singleFlags() []string {
+	var single []string
+	for _, f := range agentFlags {
+		if !slices.Contains(repeatableFlags, f) {
+			single = append(single, f)
+		}
+	}
+	return single
+}
+
+// agentArgs returns the agent container's flags, but repeatableFlags, as
+// name → value, failing on any other flag given twice.
 func agentArgs(t *testing.T, objs []ct.Object) map[string]string {
+	t.Helper()
+	flags := map[string]string{}
+	for _, f := range agentFlagList(t, objs) {
+		if slices.Contains(repeatableFlags, f[0]) {
+			continue
+		}
+		_, dup := flags[f[0]]
+		require.False(t, dup, "flag --%s given twice", f[0])
+		flags[f[0]] = f[1]
+	}
+	return flags
+}
+
+// agentRepeatedArgs returns the values of each of repeatableFlags, in order.
+func agentRepeatedArgs(t *testing.T, objs []ct.Object) map[string][]string {
+	t.Helper()
+	flags := map[string][]string{}
+	for _, f := range agentFlagList(t, objs) {
+		if slices.Contains(repeatableFlags, f[0]) {
+			flags[f[0]] = append(flags[f[0]], f[1])
+		}
+	}
+	return flags
+}
+
+// agentFlagList returns the agent container's flags as [name, value] pairs in
+// their order.
+func agentFlagList(t *testing.T, objs []ct.Object) [][2]string {
 	t.Helper()
 	c := agentContainer(t, objs)
 	require.Equal(t, []any{"/nodepatch"}, c["command"])
 	args := c["args"].([]any)
 	require.Equal(t, "agent", args[0])
-	flags := map[string]string{}
+	var flags [][2]string
 	for _, a := range args[1:] {
 		s := a.(string)
 		require.True(t, strings.HasPrefix(s, "--"), "argument %q is not a flag", s)
 		name, value, ok := strings.Cut(strings.TrimPrefix(s, "--"), "=")
 		require.True(t, ok, "flag %q has no =value", s)
-		_, dup := flags[name]
-		require.False(t, dup, "flag --%s given twice", name)
-		flags[name] = value
+		flags = append(flags, [2]string{name, value})
 	}
 	return flags
 }
@@ -143,12 +210,16 @@ func agentContainer(t *testing.T, objs []ct.Object) map[string]any {
 }
 
 func TestEveryAgentFlagComesFromAValue(t *testing.T) {
-	flags := agentArgs(t, ct.Objects(t, ct.Template(t)))
+	objs := ct.Objects(t, ct.Template(t))
+	flags := agentArgs(t, objs)
 	var names []string
 	for n := range flags {
 		names = append(names, n)
 	}
-	require.ElementsMatch(t, agentFlags, names)
+	require.ElementsMatch(t, singleFlags(), names)
+	// An empty --blocking-pod-selector would select every pod and hold every
+	// reboot: with no selectors, there is no flag.
+	require.Empty(t, agentRepeatedArgs(t, objs))
 	require.Equal(t, map[string]string{
 		"lock-name": "nodepatch-lock", "concurrency": "1", "period": "1m", "lock-ttl": "0s",
 		"sentinel-file": "/host/run/reboot-required", "sentinel-command": "",
@@ -165,6 +236,16 @@ func TestEveryAgentFlagComesFromAValue(t *testing.T) {
 		"patch-exclude":    "kubelet,kubeadm,kubectl,kubernetes-cni,cri-tools,containerd,containerd.io,cri-o,docker-ce,docker-ce-cli,docker.io,moby-engine,runc",
 		"patch-under-lock": "false",
 		"output-dir":       "/var/lib/nodepatch",
+		// The agent's own defaults, but for nothing.
+		"delete-emptydir-data": "true", "force": "false", "skip-wait-for-delete-timeout": "0",
+		"drain-timeout-action": "retry", "force-drain-grace-period": "30", "drain-delay": "0s",
+		"reboot-delay": "0s", "pre-reboot-node-labels": "", "post-reboot-node-labels": "",
+		"exclude-from-load-balancers": "true",
+		"prometheus-url":              "", "prometheus-timeout": "10s", "alert-filter-regexp": "",
+		"alert-filter-match-only": "false", "alert-firing-only": "false", "alert-label-matchers": "",
+		"block-while-query": "", "kured-daemonset": "", "kured-lock-annotation": "weave.works/kured-node-lock",
+		"health-daemonsets": "true", "ready-pod-selector": "", "health-query": "", "soak": "0s",
+		"health-timeout": "10m",
 	}, flags)
 }
 
@@ -188,6 +269,29 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"--set", "metrics.port=9090", "--set", "agent.logFormat=json", "--set", "agent.dryRun=true",
 		"--set", "controller.enabled=false",
 		"--set", "agent.extraArgs={--kubeconfig=/etc/k}", "--set", "hostMounts.state.hostPath=/srv/np",
+		"--set", "agent.drain.deleteEmptyDirData=false", "--set", "agent.drain.force=true",
+		// timeoutAction stays retry: afterDrainTimeout=true above excludes the others
+		// (TestPodDeleteOnlyForAForcedDrain renders them).
+		"--set", "agent.drain.skipWaitForDeleteTimeout=120",
+		"--set", "agent.drain.forceGracePeriod=5", "--set", "agent.drain.delay=30s",
+		"--set", "agent.reboot.delay=1m",
+		"--set", "agent.nodeLabels.preReboot={example.com/maintenance=true,example.com/owner=}",
+		"--set", "agent.nodeLabels.postReboot={example.com/patched=yes}",
+		"--set", "agent.nodeLabels.excludeFromLoadBalancers=false",
+		"--set", "agent.blockers.podSelectors={app=batch,tier in (db\\,cache)}",
+		"--set", "agent.blockers.prometheus.url=https://prom.example:9090/",
+		"--set", "agent.blockers.prometheus.timeout=3s",
+		"--set", "agent.blockers.prometheus.alertFilterRegexp=^(Watchdog|Info.*)$",
+		"--set", "agent.blockers.prometheus.alertFilterMatchOnly=true",
+		"--set", "agent.blockers.prometheus.alertFiringOnly=true",
+		"--set-string", `agent.blockers.prometheus.alertLabelMatchers=severity="critical"\,node=~"$NODE"`,
+		"--set-string", `agent.blockers.prometheus.blockWhileQuery=sum(kube_job_status_active{namespace="batch"}) > 0`,
+		"--set", "agent.blockers.kured.daemonSet=kube-system/kured",
+		"--set", "agent.blockers.kured.lockAnnotation=example.com/kured-lock",
+		"--set", "agent.health.daemonSets=false", "--set", "agent.health.readyPodSelector=app=ingress",
+		"--set-string", `agent.health.query=up{job="ingress"}`,
+		"--set", "agent.health.soak=2m", "--set", "agent.health.timeout=15m",
+		"--set", `agent.gates={change-ticket@before-drain,storage@after-reboot\,timeout=1h30m\,on-timeout=fail}`,
 	}
 	objs := ct.Objects(t, ct.Template(t, set...))
 	require.Equal(t, map[string]string{
@@ -203,7 +307,23 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"dbus-address": "unix:path=/x/bus", "patch": "off", "patch-interval": "12h",
 		"patch-timeout": "1h", "patch-exclude": "a,b", "patch-under-lock": "true",
 		"kubeconfig": "/etc/k", "output-dir": "/srv/np",
+		"delete-emptydir-data": "false", "force": "true", "skip-wait-for-delete-timeout": "120",
+		"drain-timeout-action": "retry", "force-drain-grace-period": "5", "drain-delay": "30s",
+		"reboot-delay":            "1m",
+		"pre-reboot-node-labels":  "example.com/maintenance=true,example.com/owner=",
+		"post-reboot-node-labels": "example.com/patched=yes", "exclude-from-load-balancers": "false",
+		"prometheus-url": "https://prom.example:9090/", "prometheus-timeout": "3s",
+		"alert-filter-regexp": "^(Watchdog|Info.*)$", "alert-filter-match-only": "true",
+		"alert-firing-only": "true", "alert-label-matchers": `severity="critical",node=~"$NODE"`,
+		"block-while-query": `sum(kube_job_status_active{namespace="batch"}) > 0`,
+		"kured-daemonset":   "kube-system/kured", "kured-lock-annotation": "example.com/kured-lock",
+		"health-daemonsets": "false", "ready-pod-selector": "app=ingress",
+		"health-query": `up{job="ingress"}`, "soak": "2m", "health-timeout": "15m",
 	}, agentArgs(t, objs))
+	require.Equal(t, map[string][]string{
+		"blocking-pod-selector": {"app=batch", "tier in (db,cache)"},
+		"gate":                  {"change-ticket@before-drain", "storage@after-reboot,timeout=1h30m,on-timeout=fail"},
+	}, agentRepeatedArgs(t, objs))
 	port := ct.Path(t, agentContainer(t, objs), "ports", 0, "containerPort")
 	require.EqualValues(t, 9090, port)
 }
@@ -289,15 +409,18 @@ func TestTolerations(t *testing.T) {
 		ct.Path(t, map[string]any(ds), "spec", "updateStrategy"))
 }
 
+func rbacRule(groups, resources, verbs []any) map[string]any {
+	return map[string]any{"apiGroups": groups, "resources": resources, "verbs": verbs}
+}
+
 func TestRBAC(t *testing.T) {
 	objs := ct.Objects(t, ct.Template(t))
-	rule := func(groups, resources, verbs []any) map[string]any {
-		return map[string]any{"apiGroups": groups, "resources": resources, "verbs": verbs}
-	}
+	rule := rbacRule
 	require.Equal(t, []any{
 		rule([]any{""}, []any{"nodes"}, []any{"get", "list", "watch", "patch", "update"}),
 		rule([]any{""}, []any{"pods"}, []any{"get", "list"}),
 		rule([]any{""}, []any{"pods/eviction"}, []any{"create"}),
+		rule([]any{"policy"}, []any{"poddisruptionbudgets"}, []any{"list"}),
 		rule([]any{"apps"}, []any{"daemonsets"}, []any{"get"}),
 		rule([]any{""}, []any{"events"}, []any{"create", "patch"}),
 		rule([]any{"events.k8s.io"}, []any{"events"}, []any{"create", "patch"}),
@@ -310,6 +433,93 @@ func TestRBAC(t *testing.T) {
 	require.Equal(t, subject, ct.FindNamed(t, objs, "RoleBinding", "nodepatch")["subjects"])
 	require.Equal(t, "nodepatch", ct.FindNamed(t, objs, "Role", "nodepatch").Name())
 	require.Equal(t, "nodepatch", ct.Path(t, map[string]any(ct.FindNamed(t, objs, "Role", "nodepatch")), "metadata", "namespace"))
+}
+
+// TestPodDeleteOnlyForAForcedDrain: the agent may delete pods only when a timed-out
+// drain is to be forced, and then only on its own Node (a second admission policy).
+func TestPodDeleteOnlyForAForcedDrain(t *testing.T) {
+	deletes := func(objs []ct.Object) bool {
+		for _, r := range ct.FindNamed(t, objs, "ClusterRole", "nodepatch")["rules"].([]any) {
+			r := r.(map[string]any)
+			if slices.Contains(r["resources"].([]any), any("pods")) && slices.Contains(r["verbs"].([]any), any("delete")) {
+				return true
+			}
+		}
+		return false
+	}
+	policyNames := func(objs []ct.Object) []string {
+		var names []string
+		for _, p := range ct.FindAll(objs, "ValidatingAdmissionPolicy") {
+			names = append(names, p.Name())
+		}
+		return names
+	}
+	for _, action := range []string{"retry", "quarantine"} {
+		objs := ct.Objects(t, ct.Template(t, "--set", "agent.drain.timeoutAction="+action))
+		require.Equal(t, action, agentArgs(t, objs)["drain-timeout-action"])
+		require.False(t, deletes(objs), "timeoutAction %s grants delete on pods", action)
+		require.Equal(t, []string{"nodepatch-own-node"}, policyNames(objs), action)
+	}
+
+	objs := ct.Objects(t, ct.Template(t, "--set", "agent.drain.timeoutAction=force"))
+	require.Equal(t, "force", agentArgs(t, objs)["drain-timeout-action"])
+	require.True(t, deletes(objs))
+	require.Contains(t, ct.FindNamed(t, objs, "ClusterRole", "nodepatch")["rules"],
+		rbacRule([]any{""}, []any{"pods"}, []any{"delete"}))
+	require.ElementsMatch(t, []string{"nodepatch-own-node", "nodepatch-own-node-pods"}, policyNames(objs))
+	pods := ct.FindNamed(t, objs, "ValidatingAdmissionPolicy", "nodepatch-own-node-pods")
+	require.Equal(t, []any{map[string]any{"apiGroups": []any{""}, "apiVersions": []any{"v1"},
+		"operations": []any{"DELETE"}, "resources": []any{"pods"}}},
+		ct.Path(t, map[string]any(pods), "spec", "matchConstraints", "resourceRules"))
+	require.Equal(t, []any{map[string]any{
+		"name":       "nodepatch-agent",
+		"expression": "request.userInfo.username == 'system:serviceaccount:nodepatch:nodepatch'",
+	}}, ct.Path(t, map[string]any(pods), "spec", "matchConditions"))
+	var bindings []string
+	for _, b := range ct.FindAll(objs, "ValidatingAdmissionPolicyBinding") {
+		bindings = append(bindings, ct.Path(t, map[string]any(b), "spec", "policyName").(string))
+	}
+	require.ElementsMatch(t, []string{"nodepatch-own-node", "nodepatch-own-node-pods"}, bindings)
+
+	objs = ct.Objects(t, ct.Template(t, "--set", "agent.drain.timeoutAction=force", "--set", "admissionPolicy.enabled=false"))
+	require.Empty(t, ct.FindAll(objs, "ValidatingAdmissionPolicy"))
+}
+
+// TestAdmissionPolicyLabelKeys: the label keys outside nodepatch.io/ that the
+// policy lets the agent change are exactly those its flags set.
+func TestAdmissionPolicyLabelKeys(t *testing.T) {
+	const lb = "node.kubernetes.io/exclude-from-external-load-balancers"
+	cases := []struct {
+		name string
+		set  []string
+		want string
+	}{
+		{"defaults", nil, `["` + lb + `"]`},
+		{"no load balancer label", []string{"agent.nodeLabels.excludeFromLoadBalancers=false"}, "[]"},
+		{"pre and post labels, once each", []string{
+			"agent.nodeLabels.preReboot={example.com/maintenance=true,zeta=1}",
+			"agent.nodeLabels.postReboot={example.com/maintenance=false,example.com/patched=}",
+			"agent.nodeLabels.excludeFromLoadBalancers=false",
+		}, `["example.com/maintenance","example.com/patched","zeta"]`},
+		{"both", []string{"agent.nodeLabels.postReboot={example.com/patched=yes}"},
+			`["example.com/patched","` + lb + `"]`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var args []string
+			for _, s := range c.set {
+				args = append(args, "--set", s)
+			}
+			policy := ct.FindNamed(t, ct.Objects(t, ct.Template(t, args...)), "ValidatingAdmissionPolicy", "nodepatch-own-node")
+			var keys string
+			for _, v := range ct.Path(t, map[string]any(policy), "spec", "variables").([]any) {
+				if v := v.(map[string]any); v["name"] == "labelKeys" {
+					keys = v["expression"].(string)
+				}
+			}
+			require.Equal(t, c.want, keys)
+		})
+	}
 }
 
 func TestAdmissionPolicyMatchesOnlyTheAgent(t *testing.T) {
@@ -375,6 +585,24 @@ func TestRenderRefusals(t *testing.T) {
 			"metrics.serviceMonitor needs metrics.service.enabled"},
 		{"existing service account without a name", []string{"serviceAccount.create=false"},
 			"serviceAccount.name must name an existing ServiceAccount"},
+		{"alert filter without prometheus", []string{"agent.blockers.prometheus.alertFilterRegexp=Watchdog"},
+			`agent.blockers.prometheus.alertFilterRegexp "Watchdog" needs agent.blockers.prometheus.url`},
+		{"label matchers without prometheus", []string{`agent.blockers.prometheus.alertLabelMatchers=severity="critical"`},
+			`agent.blockers.prometheus.alertLabelMatchers "severity=\"critical\"" needs agent.blockers.prometheus.url`},
+		{"block-while query without prometheus", []string{"agent.blockers.prometheus.blockWhileQuery=vector(1)"},
+			`agent.blockers.prometheus.blockWhileQuery "vector(1)" needs agent.blockers.prometheus.url`},
+		{"health query without prometheus", []string{"agent.health.query=vector(1)"},
+			`agent.health.query "vector(1)" needs agent.blockers.prometheus.url`},
+		{"soak as long as the health timeout", []string{"agent.health.soak=10m"},
+			`agent.health.soak "10m" is not shorter than agent.health.timeout "10m"`},
+		{"health timeout zero", []string{"agent.health.timeout=0s"},
+			`agent.health.timeout "0s" must be a positive duration`},
+		{"a gate given twice", []string{`agent.gates={ticket@before-drain,ticket@after-reboot}`},
+			`agent.gates "ticket@after-reboot": gate ticket is given twice`},
+		{"a gate without time", []string{`agent.gates={ticket@before-drain\,timeout=0s}`},
+			`agent.gates "ticket@before-drain,timeout=0s": timeout=0s: the timeout must be a positive duration`},
+		{"reboot after a drain timeout and quarantine", []string{"agent.reboot.afterDrainTimeout=true", "agent.drain.timeoutAction=quarantine"},
+			`agent.reboot.afterDrainTimeout and agent.drain.timeoutAction "quarantine" both say what a timed-out drain leads to`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -401,8 +629,56 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"/agent/concurrency", "got string, want integer"}},
 		{"unknown top-level key", "replicas: 3\n",
 			[]string{"additional properties 'replicas' not allowed"}},
-		{"unknown nested key", "agent:\n  drain:\n    force: true\n",
-			[]string{"/agent/drain", "additional properties 'force' not allowed"}},
+		{"unknown nested key", "agent:\n  drain:\n    forceful: true\n",
+			[]string{"/agent/drain", "additional properties 'forceful' not allowed"}},
+		{"unknown key in a new section", "agent:\n  blockers:\n    prometheus:\n      address: http://p\n",
+			[]string{"/agent/blockers/prometheus", "additional properties 'address' not allowed"}},
+		{"bad drain timeout action", "agent:\n  drain:\n    timeoutAction: reboot\n",
+			[]string{"at '/agent/drain/timeoutAction': value must be one of 'retry', 'quarantine', 'force'"}},
+		{"negative skip-wait timeout", "agent:\n  drain:\n    skipWaitForDeleteTimeout: -1\n",
+			[]string{"/agent/drain/skipWaitForDeleteTimeout", "minimum: got -1, want 0"}},
+		{"negative forced grace period", "agent:\n  drain:\n    forceGracePeriod: -1\n",
+			[]string{"/agent/drain/forceGracePeriod", "minimum: got -1, want 0"}},
+		{"bad drain delay", "agent:\n  drain:\n    delay: soon\n",
+			[]string{"/agent/drain/delay", "'soon' does not match pattern"}},
+		{"bad reboot delay", "agent:\n  reboot:\n    delay: 1 minute\n",
+			[]string{"/agent/reboot/delay", "does not match pattern"}},
+		{"node label without a value", "agent:\n  nodeLabels:\n    preReboot: [example.com/maintenance]\n",
+			[]string{"/agent/nodeLabels/preReboot/0", "does not match pattern"}},
+		{"node label with a bad key", "agent:\n  nodeLabels:\n    postReboot: [\"-bad/key=x\"]\n",
+			[]string{"/agent/nodeLabels/postReboot/0", "does not match pattern"}},
+		{"node label with a bad value", "agent:\n  nodeLabels:\n    postReboot: [\"example.com/x=has space\"]\n",
+			[]string{"/agent/nodeLabels/postReboot/0", "does not match pattern"}},
+		{"nodepatch's own label", "agent:\n  nodeLabels:\n    preReboot: [nodepatch.io/quarantined=true]\n",
+			[]string{"/agent/nodeLabels/preReboot/0", "'not' failed"}},
+		{"the load balancer label", "agent:\n  nodeLabels:\n    preReboot: [node.kubernetes.io/exclude-from-external-load-balancers=true]\n",
+			[]string{"/agent/nodeLabels/preReboot/0", "'not' failed"}},
+		{"load balancer switch as string", "agent:\n  nodeLabels:\n    excludeFromLoadBalancers: \"no\"\n",
+			[]string{"/agent/nodeLabels/excludeFromLoadBalancers", "got string, want boolean"}},
+		{"pod selectors as a string", "agent:\n  blockers:\n    podSelectors: app=db\n",
+			[]string{"/agent/blockers/podSelectors", "got string, want array"}},
+		{"empty pod selector", "agent:\n  blockers:\n    podSelectors: [\" \"]\n",
+			[]string{"/agent/blockers/podSelectors/0", "does not match pattern"}},
+		{"prometheus url without scheme", "agent:\n  blockers:\n    prometheus:\n      url: prometheus:9090\n",
+			[]string{"/agent/blockers/prometheus/url", "'prometheus:9090' does not match pattern"}},
+		{"bad prometheus timeout", "agent:\n  blockers:\n    prometheus:\n      timeout: 10\n",
+			[]string{"/agent/blockers/prometheus/timeout", "got number, want string"}},
+		{"kured daemonset without namespace", "agent:\n  blockers:\n    kured:\n      daemonSet: kured\n",
+			[]string{"/agent/blockers/kured/daemonSet", "'kured' does not match pattern"}},
+		{"kured annotation empty", "agent:\n  blockers:\n    kured:\n      lockAnnotation: \"\"\n",
+			[]string{"/agent/blockers/kured/lockAnnotation", "does not match pattern"}},
+		{"bad soak", "agent:\n  health:\n    soak: 5 minutes\n",
+			[]string{"/agent/health/soak", "'5 minutes' does not match pattern"}},
+		{"gate without a point", "agent:\n  gates: [change-ticket]\n",
+			[]string{"/agent/gates/0", "'change-ticket' does not match pattern"}},
+		{"gate at an unknown point", "agent:\n  gates: [ticket@after-drain]\n",
+			[]string{"/agent/gates/0", "does not match pattern"}},
+		{"gate with an unknown option", "agent:\n  gates: [\"ticket@before-drain,retries=3\"]\n",
+			[]string{"/agent/gates/0", "does not match pattern"}},
+		{"gate name too long", "agent:\n  gates: [" + strings.Repeat("g", 56) + "@before-drain]\n",
+			[]string{"/agent/gates/0", "does not match pattern"}},
+		{"health daemonsets as string", "agent:\n  health:\n    daemonSets: \"true\"\n",
+			[]string{"/agent/health/daemonSets", "got string, want boolean"}},
 		{"misspelt key", "agent:\n  concurency: 2\n",
 			[]string{"/agent", "additional properties 'concurency' not allowed"}},
 		{"bad enum", "agent:\n  patch:\n    mode: weekly\n",

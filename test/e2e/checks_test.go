@@ -272,3 +272,24 @@ func TestApprovalGates(t *testing.T) {
 	c.waitRebooted(1, node)
 	require.Empty(t, c.watcher.Violations())
 }
+
+// TestWindowTooShortForTheCycle: a window that is open but closes before a
+// cycle as long as this node's recent ones would end holds the cycle; with no
+// history the fallback (drain plus reboot timeout) fits, and the node goes.
+func TestWindowTooShortForTheCycle(t *testing.T) {
+	opened := time.Now().UTC().Add(-time.Hour)
+	window := fmt.Sprintf(`--window=cron "%d %d * * *" 90m UTC`, opened.Minute(), opened.Hour())
+	c := newCluster(t, setup{nodes: 1, flags: []string{window, "--period=1s"}})
+	node := nodeName(0)
+	long := "3600"
+	c.annotate(node, state.AnnotationCycleDurations, &long)
+	c.needReboot(node)
+	require.Contains(t, c.waitEvent(node, "RebootBlocked"), "a cycle of about 1h0m0s would not end before the window closes")
+	require.Zero(t, c.sup.Reboots(node))
+
+	c.annotate(node, state.AnnotationCycleDurations, nil)
+	c.waitRebooted(1, node)
+	st, err := state.Parse(c.node(node).Annotations)
+	require.NoError(t, err)
+	require.Len(t, st.CycleDurations, 1, "the cycle's length was not remembered")
+}

@@ -89,6 +89,47 @@ allows no other) as a whole number of seconds, for comparisons with time().
 {{- $total }}
 {{- end }}
 
+{{/*
+nodepatch.goNanoseconds: a Go duration (the schema's goDuration: 0, or parts such
+as 1h30m, 1.5s, 200ms) as a whole number of nanoseconds, computed in integers as
+Go's time.ParseDuration does, for the checks below that compare two durations.
+*/}}
+{{- define "nodepatch.goNanoseconds" -}}
+{{- $units := dict "ns" 1 "us" 1000 "µs" 1000 "ms" 1000000 "s" 1000000000 "m" 60000000000 "h" 3600000000000 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" . -1 }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" . }}
+{{- $unit := get $units (trimPrefix $number .) }}
+{{- $whole := regexFind "^[0-9]+" $number }}
+{{- /* atoi, not int64: int64 reads a leading 0 as octal. */}}
+{{- $total = add $total (mul (atoi $whole) $unit) }}
+{{- $frac := trimPrefix "." (trimPrefix $whole $number) }}
+{{- if $frac }}
+{{- $scale := 1 }}
+{{- range until (len $frac) }}{{ $scale = mul $scale 10 }}{{ end }}
+{{- $total = add $total (div (mul (atoi $frac) $unit) $scale) }}
+{{- end }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+nodepatch.nodeLabelKeys: the label keys, besides nodepatch.io/ ones, that the
+agent's flags make it set on its Node, as a JSON list (which is also a CEL list
+literal): the admission policy allows changes to exactly these.
+*/}}
+{{- define "nodepatch.nodeLabelKeys" -}}
+{{- $l := .Values.agent.nodeLabels }}
+{{- $keys := list }}
+{{- if $l.excludeFromLoadBalancers }}
+{{- $keys = append $keys "node.kubernetes.io/exclude-from-external-load-balancers" }}
+{{- end }}
+{{- range concat $l.preReboot $l.postReboot }}
+{{- $keys = append $keys (splitList "=" . | first) }}
+{{- end }}
+{{- $keys | uniq | sortAlpha | toJson }}
+{{- end }}
+
 {{/* The D-Bus address the agent dials. */}}
 {{- define "nodepatch.dbusAddress" -}}
 {{- .Values.agent.dbusAddress | default (printf "unix:path=%s/system_bus_socket" (trimSuffix "/" .Values.hostMounts.dbus.mountPath)) }}
@@ -108,6 +149,43 @@ allows no other) as a whole number of seconds, for comparisons with time().
 {{- if not (hasPrefix $dir $a.sentinel.file) }}
 {{- fail (printf "agent.sentinel.file %q is not inside hostMounts.run.mountPath %q, so the agent could never see it" $a.sentinel.file .Values.hostMounts.run.mountPath) }}
 {{- end }}
+{{- end }}
+{{- with $a.blockers.prometheus }}
+{{- if not .url }}
+{{- range $name, $value := dict "alertFilterRegexp" .alertFilterRegexp "alertLabelMatchers" .alertLabelMatchers "blockWhileQuery" .blockWhileQuery }}
+{{- if $value }}
+{{- fail (printf "agent.blockers.prometheus.%s %q needs agent.blockers.prometheus.url: there is no Prometheus to ask" $name $value) }}
+{{- end }}
+{{- end }}
+{{- if $a.health.query }}
+{{- fail (printf "agent.health.query %q needs agent.blockers.prometheus.url: there is no Prometheus to ask" $a.health.query) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $healthTimeout := include "nodepatch.goNanoseconds" $a.health.timeout | atoi }}
+{{- if le $healthTimeout 0 }}
+{{- fail (printf "agent.health.timeout %q must be a positive duration" $a.health.timeout) }}
+{{- end }}
+{{- if ge (include "nodepatch.goNanoseconds" $a.health.soak | atoi) $healthTimeout }}
+{{- fail (printf "agent.health.soak %q is not shorter than agent.health.timeout %q: every cycle would fail before its soak ends" $a.health.soak $a.health.timeout) }}
+{{- end }}
+{{- $gateNames := list }}
+{{- range $gate := $a.gates }}
+{{- $name := splitList "@" . | first }}
+{{- if has $name $gateNames }}
+{{- fail (printf "agent.gates %q: gate %s is given twice (one gate stands at one point)" . $name) }}
+{{- end }}
+{{- $gateNames = append $gateNames $name }}
+{{- range regexFindAll ",timeout=[^,]+" . -1 }}
+{{- if le (include "nodepatch.goNanoseconds" (trimPrefix ",timeout=" .) | atoi) 0 }}
+{{- fail (printf "agent.gates %q: %s: the timeout must be a positive duration" $gate (trimPrefix "," .)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* --reboot-after-drain-timeout wins over --drain-timeout-action in the agent:
+       together, one of them would be ignored without a word. */}}
+{{- if and $a.reboot.afterDrainTimeout (ne $a.drain.timeoutAction "retry") }}
+{{- fail (printf "agent.reboot.afterDrainTimeout and agent.drain.timeoutAction %q both say what a timed-out drain leads to: set one of them" $a.drain.timeoutAction) }}
 {{- end }}
 {{- if and (include "nodepatch.monitoringEnabled" (list . .Values.metrics.serviceMonitor.enabled)) (include "nodepatch.monitoringEnabled" (list . .Values.metrics.podMonitor.enabled)) }}
 {{- fail "metrics.serviceMonitor and metrics.podMonitor are both enabled: every agent would be scraped twice; enable one" }}
