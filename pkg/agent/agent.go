@@ -115,8 +115,8 @@ type Config struct {
 	// CycleFallback is the expected length of a cycle for a node with none on
 	// record: whether one fits before the window closes.
 	CycleFallback time.Duration
-	DryRun    bool
-	Clock     func() time.Time
+	DryRun        bool
+	Clock         func() time.Time
 
 	Node     NodeReader
 	Nodes    NodeWriter
@@ -325,13 +325,13 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		return Observation{}, err
 	}
 	obs := Observation{
-		Now:        now,
-		Node:       nodeView(node, st),
-		Lock:       LockView{PauseReason: snap.PauseReason, Holders: snap.Describe()},
-		Host:       a.host,
-		Patch:      PatchView{Enabled: a.cfg.Patcher != nil, Interval: a.cfg.Patch.Interval, LastRound: a.patch.lastRound},
-		Limits:     a.cfg.Limits,
-		Admission:  a.cfg.Admission,
+		Now:       now,
+		Node:      nodeView(node, st),
+		Lock:      LockView{PauseReason: snap.PauseReason, Holders: snap.Describe()},
+		Host:      a.host,
+		Patch:     PatchView{Enabled: a.cfg.Patcher != nil, Interval: a.cfg.Patch.Interval, LastRound: a.patch.lastRound},
+		Limits:    a.cfg.Limits,
+		Admission: a.cfg.Admission,
 	}
 	a.observeWindow(&obs)
 	_, held := snap.Held(a.cfg.NodeName)

@@ -23,8 +23,8 @@ type Observation struct {
 	WindowTooShort bool
 	WindowCloses   time.Time
 	ExpectedCycle  time.Duration
-	Patch      PatchView
-	Limits     Limits
+	Patch          PatchView
+	Limits         Limits
 	// Admission: a rollout controller admits nodes; the agent reports its need
 	// and takes a slot only once admitted.
 	Admission bool
