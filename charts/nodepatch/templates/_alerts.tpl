@@ -144,6 +144,37 @@ groups:
           runbook_url: {{ printf "%s#nodepatchrebootloop" $runbook | quote }}
       {{- end }}
       {{- end }}
+      {{- with $al.nodeQuarantined }}
+      {{- if .enabled }}
+      - alert: NodepatchNodeQuarantined
+        expr: max by (node) (nodepatch_reboot_blocked{ {{- $sel -}} , reason="quarantined"}) == 1
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "Node {{`{{ $labels.node }}`}} is quarantined: a drain of it did not finish in time."
+          description: "A drain of node {{`{{ $labels.node }}`}} ran out of --drain-timeout and, with --drain-timeout-action=quarantine, nodepatch undid the cycle (uncordoned the node, gave back its slot) and labelled it nodepatch.io/quarantined. The node needs a reboot, but no cycle starts on it until an operator removes the label."
+          runbook_url: {{ printf "%s#nodepatchnodequarantined" $runbook | quote }}
+      {{- end }}
+      {{- end }}
+      {{- with $al.healthGateFailed }}
+      {{- if .enabled }}
+      - alert: NodepatchHealthGateFailed
+        expr: sum by (node) (increase(nodepatch_reboots_total{ {{- $sel -}} , result="unhealthy"}[{{ .window }}])) > 0
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: "Node {{`{{ $labels.node }}`}} did not turn healthy after its reboot."
+          description: {{ printf "Within the last %s, node {{ $labels.node }} came back from its reboot but did not pass the health gate (its DaemonSet pods and the pods of --ready-pod-selector Ready, --health-query true, --soak over) within --health-timeout. It is in service, but in phase Failed and keeping its lock slot, so the rollout stops until an operator looks." .window | quote }}
+          runbook_url: {{ printf "%s#nodepatchhealthgatefailed" $runbook | quote }}
+      {{- end }}
+      {{- end }}
       {{- if .Values.controller.enabled }}
       {{- with $al.controllerDown }}
       {{- if .enabled }}
