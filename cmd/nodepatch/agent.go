@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nodepatch/nodepatch/pkg/agent"
+	"github.com/nodepatch/nodepatch/pkg/notify"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
@@ -80,6 +81,8 @@ func bindAgentFlags(f *pflag.FlagSet, o *agent.Options) {
 
 	bindCheckFlags(f, &o.Checks)
 	bindCycleFlags(f, o)
+	notify.BindFlags(f, &o.Notify)
+	f.DurationVar(&o.NotifyBlockedAfter, "notify-blocked-after", time.Hour, "notify (blocked-long) when a needed cycle has been held this long; 0 never")
 
 	f.Int64Var(&o.ConfigGeneration, "config-generation", 0, "generation of this configuration (the chart sets the DaemonSet's pod-template-generation): the newest generation's --concurrency is the cluster's limit")
 

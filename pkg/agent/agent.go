@@ -127,9 +127,12 @@ type Config struct {
 	HostBusy HostBusyChecker // nil: never busy
 	Blockers []Blocker
 	Health   HealthChecker // nil: healthy once Ready (Limits.HealthGate then only soaks)
-	Patcher  Patcher       // nil: no patching
-	Patch    PatchSettings
-	Events   record.EventRecorder
+	Notifier Notifier      // nil: no notifications
+	// BlockedLongAfter: a needed cycle held this long is notified (0: never).
+	BlockedLongAfter time.Duration
+	Patcher          Patcher // nil: no patching
+	Patch            PatchSettings
+	Events           record.EventRecorder
 	// FlushEvents waits until the Events recorded so far reached the API server
 	// (nil: Events are not waited for).
 	FlushEvents func(ctx context.Context) error
@@ -154,6 +157,10 @@ type Agent struct {
 	// busy is what last kept the host from rebooting, and since when.
 	busy      string
 	busySince time.Time
+	// blockedSince is when the current hold began (in this process), and
+	// blockedTold whether it was notified as long.
+	blockedSince time.Time
+	blockedTold  bool
 	// blocks is what the blockers last found, and when they looked.
 	blocks        []Block
 	blocksChecked time.Time
@@ -520,6 +527,7 @@ func (a *Agent) record(obs Observation, step Step) {
 	m.SetBlocked(step.Blocked)
 	m.SetCycleStart(obs.Node.State.CycleStarted)
 	m.SetNextWindow(obs.NextWindow)
+	a.noteBlocked(obs, step)
 }
 
 func boolGauge(b bool) float64 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/notify"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
@@ -52,7 +53,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActBeginCycle:
 		return true, a.beginCycle(ctx, obs)
 	case ActDrain:
-		return true, a.drain(ctx)
+		return true, a.drain(ctx, obs)
 	case ActApplyPatch:
 		a.applyUnderLock(ctx)
 		return true, nil
@@ -65,7 +66,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActReboot:
 		return a.reboot(ctx, obs, step.Reason)
 	case ActFailReboot:
-		return true, a.failReboot(ctx, step.Reason)
+		return true, a.failReboot(ctx, obs.Node.State.CycleStarted, step.Reason)
 	case ActFinish:
 		if obs.Node.State.Phase == state.PhaseVerifying {
 			return true, a.endVerify(ctx, obs, step.Reason)
@@ -78,6 +79,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActGateExpired:
 		return true, a.gateExpired(ctx, step)
 	case ActFailGate:
+		a.notify(notify.Failed, obs.Node.State.CycleStarted, step.Reason)
 		a.warn("ApprovalTimedOut", "%s; keeping the lock slot until an operator looks (remove annotation %s to release it)", step.Reason, state.AnnotationPhase)
 		return true, a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase, st.WaitingForGate = state.PhaseFailed, "" })
 	}
@@ -90,7 +92,10 @@ func (a *Agent) announceWait(step Step) {
 	case slices.Contains(step.Blocked, BlockBootIDMismatch):
 		a.warnOnce("BootIDMismatch", "%s", step.Reason)
 	case slices.Contains(step.Blocked, BlockRebootLoop) || slices.Contains(step.Blocked, BlockRecentReboot):
-		a.warnOnce("RebootLoop", "%s", step.Reason)
+		if a.firstTime("RebootLoop", step.Reason) {
+			a.warn("RebootLoop", "%s", step.Reason)
+			a.notify(notify.LoopDetected, time.Time{}, step.Reason)
+		}
 	case len(step.Blocked) > 0:
 		a.normalOnce("RebootBlocked", "reboot needed but not started: %s", step.Reason)
 	}
@@ -223,6 +228,7 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 		return fmt.Errorf("tainting and cordoning: %w", err)
 	}
 	a.cfg.Metrics.SetCycleStart(now)
+	a.notify(notify.CycleStarted, now, obs.reasons())
 	a.normal("CycleStarted", "tainted %s and cordoned; draining (%s)", state.TaintKey, strings.TrimPrefix(obs.Lock.Holders, "held by "))
 	return nil
 }
@@ -230,7 +236,7 @@ func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
 // drain evicts the node's pods and records that it is drained. What comes next
 // (reboot, apply updates, abort) is decided on a fresh observation; what a
 // timed-out drain leads to is AfterDrainTimeout's decision.
-func (a *Agent) drain(ctx context.Context) error {
+func (a *Agent) drain(ctx context.Context, obs Observation) error {
 	start := a.cfg.Clock()
 	err := a.cfg.Nodes.Drain(ctx, a.cfg.Drain)
 	if err != nil && ctx.Err() != nil {
@@ -244,7 +250,11 @@ func (a *Agent) drain(ctx context.Context) error {
 	}
 	a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
 	a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
-	return a.markDrained(ctx)
+	if err := a.markDrained(ctx); err != nil {
+		return err
+	}
+	a.notify(notify.Drained, obs.Node.State.CycleStarted, "")
+	return nil
 }
 
 // errQuarantine: the drain timed out and the node is to be put aside.
@@ -374,6 +384,10 @@ func (a *Agent) reboot(ctx context.Context, obs Observation, why string) (bool, 
 		return true, err
 	}
 	a.normal("Rebooting", "rebooting (attempt %d, boot id %s): %s", attempt, obs.Host.BootID, why)
+	if attempt == 1 {
+		a.notify(notify.Rebooting, from.CycleStarted, why)
+		a.flushNotifications(ctx)
+	}
 	a.flushEvents(ctx)
 	a.refusal = refusal{}
 	if err := a.cfg.Rebooter.Reboot(ctx); err != nil {
@@ -397,8 +411,9 @@ func (a *Agent) flushEvents(ctx context.Context) {
 
 // failReboot halts: the node keeps its taint, cordon and slot, so that a node that
 // cannot reboot stops the rollout instead of letting others follow it down.
-func (a *Agent) failReboot(ctx context.Context, why string) error {
+func (a *Agent) failReboot(ctx context.Context, cycle time.Time, why string) error {
 	a.cfg.Metrics.Reboots.WithLabelValues("failed").Inc()
+	a.notify(notify.Failed, cycle, why)
 	a.warn("RebootFailed", "%s; keeping the lock slot and the cordon until an operator looks (remove annotation %s to retry)",
 		why, state.AnnotationPhase)
 	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase = state.PhaseFailed })
@@ -433,6 +448,7 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 	if !from.CycleStarted.IsZero() {
 		a.cfg.Metrics.OutOfService.Observe(out.Seconds())
 	}
+	a.notify(notify.Back, from.CycleStarted, "")
 	if verify {
 		a.normal("BackInService", "rebooted (boot id %s → %s) and Ready; uncordoned after %s out of service; holding the slot until healthy",
 			from.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
@@ -469,6 +485,7 @@ func (a *Agent) endVerify(ctx context.Context, obs Observation, why string) erro
 // stops instead of taking the next node down the same way.
 func (a *Agent) failHealth(ctx context.Context, obs Observation, why string) error {
 	a.cfg.Metrics.Reboots.WithLabelValues("unhealthy").Inc()
+	a.notify(notify.Failed, obs.Node.State.CycleStarted, why)
 	a.warn("HealthCheckFailed", "%s; keeping the lock slot until an operator looks (remove annotation %s to release it)",
 		why, state.AnnotationPhase)
 	return a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {

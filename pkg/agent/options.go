@@ -14,6 +14,7 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/host/packages"
 	"github.com/nodepatch/nodepatch/pkg/host/systemd"
+	"github.com/nodepatch/nodepatch/pkg/notify"
 	"github.com/nodepatch/nodepatch/pkg/reboot"
 	"github.com/nodepatch/nodepatch/pkg/schedule"
 	"github.com/nodepatch/nodepatch/pkg/state"
@@ -57,6 +58,11 @@ type Options struct {
 	DrainDelay               time.Duration
 	RebootDelay              time.Duration
 	LockReleaseDelay         time.Duration
+
+	// Notify are the notification flags (pkg/notify); NotifyBlockedAfter
+	// notifies a needed cycle held that long.
+	Notify             notify.Config
+	NotifyBlockedAfter time.Duration
 
 	// Gates are the --gate values: approvals each cycle waits for.
 	Gates []string
@@ -178,6 +184,12 @@ func (o Options) Validate() (schedule.Schedule, error) {
 	}
 	o.validateHost(bad)
 	errs = append(errs, o.Checks.validate(o.NodeName, bad)...)
+	if err := o.Notify.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.NotifyBlockedAfter < 0 {
+		bad("notify-blocked-after", o.NotifyBlockedAfter, "want 0 (never) or a positive duration")
+	}
 	o.validateCycle(bad)
 	sched, err := o.schedule()
 	if err != nil {
@@ -404,3 +416,27 @@ func (o Options) cycleLabels() NodeLabels {
 
 // soak is --soak, or kured's --lock-release-delay.
 func (o Options) soak() time.Duration { return max(o.Checks.Soak, o.LockReleaseDelay) }
+
+// notifier starts the notifications the options ask for (nil when none). It
+// runs on a context of its own so that the last messages still go out while
+// the agent stops; stop flushes them, for at most ten seconds.
+func (o Options) notifier(ctx context.Context, observer notify.Observer, log *slog.Logger) (Notifier, func(), error) {
+	if len(o.Notify.URLs) == 0 && o.Notify.WebhookURL == "" {
+		return nil, func() {}, nil
+	}
+	c := o.Notify
+	c.Observer, c.Logger = observer, log
+	n, err := notify.New(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	n.Start(context.WithoutCancel(ctx))
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := n.Close(ctx); err != nil {
+			log.Warn("notifications still queued at exit were dropped", "err", err)
+		}
+	}
+	return n, stop, nil
+}

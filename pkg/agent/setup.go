@@ -76,6 +76,11 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	detector := &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
 		NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner}
 	nodeOps := &nodeops.Node{Client: client, Name: o.NodeName}
+	notifier, stopNotifier, err := o.notifier(ctx, m.NotifyObserver(), log)
+	if err != nil {
+		return err
+	}
+	defer stopNotifier()
 	gates, err := ParseGates(o.Gates)
 	if err != nil {
 		return fmt.Errorf("--gate: %w", err)
@@ -98,15 +103,16 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
 		Period:                  o.Period, Schedule: sched, DryRun: o.DryRun, Clock: clock,
-		Admission:   o.Admission == "controller",
-		Node:        cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
-		Nodes:       nodeOps,
-		Lock:        sem,
-		Detector:    detector,
-		BootID:      o.bootIDReader(runner),
-		Rebooter:    rebooter,
-		HostBusy:    o.busyChecker(runner),
-		Blockers:    blockers,
+		Admission: o.Admission == "controller",
+		Node:      cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
+		Nodes:     nodeOps,
+		Lock:      sem,
+		Detector:  detector,
+		BootID:    o.bootIDReader(runner),
+		Rebooter:  rebooter,
+		HostBusy:  o.busyChecker(runner),
+		Blockers:  blockers,
+		Notifier:  notifier, BlockedLongAfter: o.NotifyBlockedAfter,
 		Health:      health,
 		Patcher:     o.patcher(kind, runner, log),
 		Patch:       PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},

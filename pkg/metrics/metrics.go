@@ -39,6 +39,7 @@ type Metrics struct {
 	PatchRuns        *prometheus.CounterVec
 	BuildInfo        *prometheus.GaugeVec
 	AnnotationErrors prometheus.Counter
+	Notifications    *prometheus.CounterVec
 	// BootIDMismatch is 1, labelled with both ids, while the host's boot id is
 	// not the kubelet's.
 	BootIDMismatch *prometheus.GaugeVec
@@ -71,6 +72,9 @@ func New(node, version string) *Metrics {
 		PackagesUpgraded: f.counter("nodepatch_packages_upgraded_total", "Packages upgraded by patch runs."),
 		PatchRuns:        f.counterVec("nodepatch_patch_runs_total", "Patch runs, by result.", "result"),
 		BuildInfo:        f.gaugeVec("nodepatch_build_info", "Always 1; the version label says which build runs.", "version"),
+		Notifications: f.counterVecLabels("nodepatch_notifications_total",
+			"Notifications by sink (scheme, host), event kind and result: delivered, failed (refused or out of attempts), dropped (queue full or stopped).",
+			"sink", "kind", "result"),
 		AnnotationErrors: f.counter("nodepatch_annotation_errors_total", "Malformed nodepatch annotation values seen on the node."),
 		BootIDMismatch: f.gaugeVecLabels("nodepatch_boot_id_mismatch",
 			"1 while the host's boot id differs from the one the kubelet reports; the agent then does nothing.", "host_boot_id", "kubelet_boot_id"),
@@ -117,6 +121,25 @@ func (m *Metrics) SetBootIDMismatch(mismatch bool, hostID, kubeletID string) {
 		m.BootIDMismatch.WithLabelValues(hostID, kubeletID).Set(1)
 	}
 }
+
+// NotifyObserver counts notifications in Notifications.
+func (m *Metrics) NotifyObserver() NotifyObserver { return NotifyObserver{m.Notifications} }
+
+// NotifyObserver is pkg/notify's Observer over a counter.
+type NotifyObserver struct{ c *prometheus.CounterVec }
+
+// Delivered counts a delivered notification.
+func (o NotifyObserver) Delivered(sink, kind string) {
+	o.c.WithLabelValues(sink, kind, "delivered").Inc()
+}
+
+// Failed counts a notification given up on.
+func (o NotifyObserver) Failed(sink, kind string, _ error) {
+	o.c.WithLabelValues(sink, kind, "failed").Inc()
+}
+
+// Dropped counts a notification never sent.
+func (o NotifyObserver) Dropped(sink, kind string) { o.c.WithLabelValues(sink, kind, "dropped").Inc() }
 
 // SetNextWindow records when a cycle may next start.
 func (m *Metrics) SetNextWindow(t time.Time) {
@@ -171,7 +194,11 @@ func (f factory) counter(name, help string) prometheus.Counter {
 }
 
 func (f factory) counterVec(name, help, label string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: f.labels}, []string{label})
+	return f.counterVecLabels(name, help, label)
+}
+
+func (f factory) counterVecLabels(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: f.labels}, labels)
 	f.reg.MustRegister(c)
 	return c
 }
