@@ -135,13 +135,13 @@ var agentFlags = []string{
 	"alert-filter-match-only", "alert-firing-only", "alert-label-matchers", "block-while-query",
 	"kured-daemonset", "kured-lock-annotation", "health-daemonsets", "ready-pod-selector",
 	"health-query", "soak", "health-timeout",
-	// Approval gates.
-	"gate",
+	// Approval gates, and the schedule.
+	"gate", "window", "blackout",
 }
 
 // repeatableFlags are the agentFlags given once per list item (stringArray
 // flags), and not at all for an empty list.
-var repeatableFlags = []string{"blocking-pod-selector", "gate"}
+var repeatableFlags = []string{"blocking-pod-selector", "gate", "window", "blackout"}
 
 // singleFlags are agentFlags without repeatableFlags.
 func singleFlags() []string {
@@ -292,6 +292,7 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"--set-string", `agent.health.query=up{job="ingress"}`,
 		"--set", "agent.health.soak=2m", "--set", "agent.health.timeout=15m",
 		"--set", `agent.gates={change-ticket@before-drain,storage@after-reboot\,timeout=1h30m\,on-timeout=fail}`,
+		"--set-json", `agent.schedule.blackouts=["2026-12-24..2027-01-02 Europe/Berlin"]`,
 	}
 	objs := ct.Objects(t, ct.Template(t, set...))
 	require.Equal(t, map[string]string{
@@ -323,7 +324,14 @@ func TestValuesReachTheirFlags(t *testing.T) {
 	require.Equal(t, map[string][]string{
 		"blocking-pod-selector": {"app=batch", "tier in (db,cache)"},
 		"gate":                  {"change-ticket@before-drain", "storage@after-reboot,timeout=1h30m,on-timeout=fail"},
+		"blackout":              {"2026-12-24..2027-01-02 Europe/Berlin"},
 	}, agentRepeatedArgs(t, objs))
+
+	// Several windows replace the one of agent.window, left at its defaults.
+	windows := ct.Objects(t, ct.Template(t, "--set-json",
+		`agent.schedule.windows=["mon-fri 22:00-04:00 Europe/Berlin","cron \"0 2 * * sat\" 4h UTC"]`))
+	require.Equal(t, map[string][]string{"window": {"mon-fri 22:00-04:00 Europe/Berlin", `cron "0 2 * * sat" 4h UTC`}},
+		agentRepeatedArgs(t, windows))
 	port := ct.Path(t, agentContainer(t, objs), "ports", 0, "containerPort")
 	require.EqualValues(t, 9090, port)
 }
@@ -597,6 +605,10 @@ func TestRenderRefusals(t *testing.T) {
 			`agent.health.soak "10m" is not shorter than agent.health.timeout "10m"`},
 		{"health timeout zero", []string{"agent.health.timeout=0s"},
 			`agent.health.timeout "0s" must be a positive duration`},
+		{"several windows and the one-window shorthand", []string{"agent.schedule.windows={sat 01:00-05:00 UTC}", "agent.window.startTime=01:00"},
+			"agent.schedule.windows and agent.window both set the maintenance window"},
+		{"several windows and the days of the shorthand", []string{"agent.schedule.windows={sat 01:00-05:00 UTC}", "agent.window.days={sat,sun}"},
+			"agent.schedule.windows and agent.window both set the maintenance window"},
 		{"a gate given twice", []string{`agent.gates={ticket@before-drain,ticket@after-reboot}`},
 			`agent.gates "ticket@after-reboot": gate ticket is given twice`},
 		{"a gate without time", []string{`agent.gates={ticket@before-drain\,timeout=0s}`},
@@ -669,6 +681,12 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"/agent/blockers/kured/lockAnnotation", "does not match pattern"}},
 		{"bad soak", "agent:\n  health:\n    soak: 5 minutes\n",
 			[]string{"/agent/health/soak", "'5 minutes' does not match pattern"}},
+		{"windows as a string", "agent:\n  schedule:\n    windows: sat 01:00-05:00 UTC\n",
+			[]string{"/agent/schedule/windows", "got string, want array"}},
+		{"empty blackout", "agent:\n  schedule:\n    blackouts: [\"\"]\n",
+			[]string{"/agent/schedule/blackouts/0", "does not match pattern"}},
+		{"unknown schedule key", "agent:\n  schedule:\n    holidays: []\n",
+			[]string{"/agent/schedule", "additional properties 'holidays' not allowed"}},
 		{"gate without a point", "agent:\n  gates: [change-ticket]\n",
 			[]string{"/agent/gates/0", "'change-ticket' does not match pattern"}},
 		{"gate at an unknown point", "agent:\n  gates: [ticket@after-drain]\n",

@@ -169,6 +169,12 @@ literal): the admission policy allows changes to exactly these.
 {{- if ge (include "nodepatch.goNanoseconds" $a.health.soak | atoi) $healthTimeout }}
 {{- fail (printf "agent.health.soak %q is not shorter than agent.health.timeout %q: every cycle would fail before its soak ends" $a.health.soak $a.health.timeout) }}
 {{- end }}
+{{- /* The agent takes --window only with the one-window flags at their defaults. */}}
+{{- with $a.window }}
+{{- if and $a.schedule.windows (or (ne (join "," .days) "mon,tue,wed,thu,fri,sat,sun") (ne .startTime "00:00") (ne .endTime "24:00") (ne .timeZone "UTC")) }}
+{{- fail "agent.schedule.windows and agent.window both set the maintenance window: set one of them (leave agent.window at its defaults)" }}
+{{- end }}
+{{- end }}
 {{- $gateNames := list }}
 {{- range $gate := $a.gates }}
 {{- $name := splitList "@" . | first }}
