@@ -222,7 +222,8 @@ func (r *rollout) reconcile(ctx context.Context) error {
 func (r *rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 	var errs []error
 	if act.Limit != r.limit {
-		if err := lock.SetControllerLimit(ctx, r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace), r.cfg.Namespace, r.cfg.LockName, act.Limit); err != nil {
+		if err := lock.SetControllerLimit(ctx, r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace), r.cfg.Namespace, r.cfg.LockName, act.Limit,
+			r.cfg.Settings.Rules.String()); err != nil {
 			errs = append(errs, err)
 		} else {
 			r.limit = act.Limit

@@ -46,6 +46,9 @@ const (
 	// AnnotationLimitSource "controller": the rollout controller keeps the
 	// limit, and it binds every agent whatever its generation.
 	AnnotationLimitSource = "nodepatch.io/limit-source"
+	// AnnotationRolloutPolicy: the rollout controller's rules (policy.Rules'
+	// text), so that `nodepatch status` can tell which one holds each node.
+	AnnotationRolloutPolicy = "nodepatch.io/rollout-policy"
 )
 
 // LimitSourceController is AnnotationLimitSource's value when the rollout
@@ -278,7 +281,7 @@ func (s *Semaphore) EnsureHeader(ctx context.Context) error {
 
 // SetControllerLimit is the rollout controller's write of the limit on the
 // header Lease of the lock called name: it binds every agent from then on.
-func SetControllerLimit(ctx context.Context, leases coordclient.LeaseInterface, namespace, name string, limit int) error {
+func SetControllerLimit(ctx context.Context, leases coordclient.LeaseInterface, namespace, name string, limit int, policy string) error {
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		current, err := leases.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -286,6 +289,7 @@ func SetControllerLimit(ctx context.Context, leases coordclient.LeaseInterface, 
 				Labels: map[string]string{LabelLock: name, "app.kubernetes.io/managed-by": "nodepatch"}}}
 			setLimit(header, limit, 0)
 			header.Annotations[AnnotationLimitSource] = LimitSourceController
+			header.Annotations[AnnotationRolloutPolicy] = policy
 			_, err = leases.Create(ctx, header, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(coordinationv1.Resource("leases"), name, err)
@@ -295,13 +299,14 @@ func SetControllerLimit(ctx context.Context, leases coordclient.LeaseInterface, 
 		if err != nil {
 			return err
 		}
-		if l, _, ok := ParseLimit(current); ok && l == limit && controllerLimit(current) {
+		if l, _, ok := ParseLimit(current); ok && l == limit && controllerLimit(current) && current.Annotations[AnnotationRolloutPolicy] == policy {
 			return nil
 		}
 		next := current.DeepCopy()
 		_, gen, _ := ParseLimit(current)
 		setLimit(next, limit, gen)
 		next.Annotations[AnnotationLimitSource] = LimitSourceController
+		next.Annotations[AnnotationRolloutPolicy] = policy
 		_, err = leases.Update(ctx, next, metav1.UpdateOptions{})
 		return err
 	})

@@ -214,7 +214,7 @@ func TestShrunkLimitCountsOldSlots(t *testing.T) {
 func TestControllerLimitBindsEveryGeneration(t *testing.T) {
 	client := newClient()
 	leases := client.CoordinationV1().Leases(ns)
-	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 1))
+	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 1, "max-unavailable=1;control-plane=last"))
 	newest, _ := newSem(t, client, Config{Slots: 5, Generation: 99, Identity: "a"}, nil)
 	require.NoError(t, newest.EnsureHeader(context.Background()))
 	snap, err := newest.Snapshot()
@@ -224,6 +224,6 @@ func TestControllerLimitBindsEveryGeneration(t *testing.T) {
 	other, _ := newSem(t, client, Config{Slots: 5, Generation: 99, Identity: "b"}, nil)
 	require.False(t, take(t, other))
 
-	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 2))
+	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 2, "max-unavailable=2;control-plane=last"))
 	require.True(t, take(t, other), "the controller raised the limit")
 }

@@ -42,6 +42,8 @@ type LockStatus struct {
 	LimitSource string   `json:"limitSource,omitempty"`
 	Holders     []string `json:"holders"`
 	Paused      string   `json:"paused,omitempty"`
+	// Policy is the rollout controller's rules, as it published them.
+	Policy string `json:"policy,omitempty"`
 }
 
 // NodeStatus is one node.
@@ -100,6 +102,7 @@ func summarizeLock(leases []coordinationv1.Lease, namespace, lockName string) Lo
 	for _, l := range leases {
 		if l.Name == lockName {
 			ls.Paused = l.Annotations[state.AnnotationPause]
+			ls.Policy = l.Annotations[lock.AnnotationRolloutPolicy]
 			if limit, _, ok := lock.ParseLimit(&l); ok {
 				ls.Limit, ls.LimitSource = limit, "agents' --concurrency"
 				if l.Annotations[lock.AnnotationLimitSource] == lock.LimitSourceController {
@@ -216,6 +219,10 @@ type Rollout struct {
 	Queue []Waiting `json:"queue,omitempty"`
 	// Admitted are admitted and not started yet.
 	Admitted []string `json:"admitted,omitempty"`
+	// CycleTime is the mean of the nodes' latest cycles (zero: none on
+	// record); Waves how many rounds of the limit the pending nodes need.
+	CycleTime time.Duration `json:"cycleTime,omitempty"`
+	Waves     int           `json:"waves,omitempty"`
 }
 
 // Waiting is one node in the queue.
@@ -223,6 +230,9 @@ type Waiting struct {
 	Node     string    `json:"node"`
 	Since    time.Time `json:"since"`
 	Priority int       `json:"priority,omitempty"`
+	// Rule is the rollout controller's rule that holds the node (by the
+	// policy it published), empty when it would admit it now.
+	Rule string `json:"rule,omitempty"`
 }
 
 func summarizeRollout(nodes []*corev1.Node, l LockStatus) Rollout {
@@ -246,10 +256,51 @@ func summarizeRollout(nodes []*corev1.Node, l LockStatus) Rollout {
 		}
 	}
 	sort.Strings(r.Admitted)
+	holds := holdRules(nodes, l)
 	for _, pn := range policy.Queue(controller.PolicyNodes(nodes)) {
-		r.Queue = append(r.Queue, Waiting{Node: pn.Name, Since: pn.NeedSince, Priority: pn.Priority})
+		r.Queue = append(r.Queue, Waiting{Node: pn.Name, Since: pn.NeedSince, Priority: pn.Priority, Rule: holds[pn.Name]})
+	}
+	r.CycleTime = meanLatestCycle(nodes)
+	if limit := max(l.Limit, 1); r.Counts["pending"] > 0 {
+		r.Waves = (r.Counts["pending"] + limit - 1) / limit
 	}
 	return r
+}
+
+// holdRules runs the rollout controller's own policy, as it published it on
+// the lock's header, over the Nodes: the rule that holds each waiting node.
+func holdRules(nodes []*corev1.Node, l LockStatus) map[string]string {
+	holds := map[string]string{}
+	rules, err := policy.ParseRules(l.Policy)
+	if err != nil {
+		return holds
+	}
+	for _, h := range policy.Decide(rules, controller.PolicyNodes(nodes)).Held {
+		holds[h.Node] = h.Rule
+	}
+	if l.Paused != "" {
+		for _, n := range nodes {
+			holds[n.Name] = controller.RulePaused
+		}
+	}
+	return holds
+}
+
+// meanLatestCycle is the mean of each node's latest recorded cycle.
+func meanLatestCycle(nodes []*corev1.Node) time.Duration {
+	var sum time.Duration
+	count := 0
+	for _, n := range nodes {
+		st, _ := state.Parse(n.Annotations)
+		if len(st.CycleDurations) > 0 {
+			sum += st.CycleDurations[0]
+			count++
+		}
+	}
+	if count == 0 {
+		return 0
+	}
+	return sum / time.Duration(count)
 }
 
 // printRollout renders the rollout under the nodes' table.
@@ -261,6 +312,14 @@ func (s Report) printRollout(w io.Writer, now time.Time) {
 		fmt.Fprintf(w, "; limit %d (set by the %s)", s.Lock.Limit, s.Lock.LimitSource)
 	}
 	fmt.Fprintln(w)
+	if r.Waves > 0 {
+		if r.CycleTime > 0 {
+			fmt.Fprintf(w, "estimated finish: %s (%d rounds of about %s, the nodes' mean latest cycle)\n",
+				now.Add(time.Duration(r.Waves)*r.CycleTime).Round(time.Minute).Format(time.RFC3339), r.Waves, r.CycleTime.Round(time.Second))
+		} else {
+			fmt.Fprintf(w, "estimated finish: not yet (%d rounds; no node has finished a cycle to time it by)\n", r.Waves)
+		}
+	}
 	if len(r.Admitted) > 0 {
 		fmt.Fprintf(w, "admitted, starting: %s\n", strings.Join(r.Admitted, ", "))
 	}
@@ -273,6 +332,10 @@ func (s Report) printRollout(w io.Writer, now time.Time) {
 		if q.Priority != 0 {
 			prio = fmt.Sprintf(", priority %d", q.Priority)
 		}
-		fmt.Fprintf(w, "  %s: %s (waiting %s%s)\n", who, q.Node, now.Sub(q.Since).Round(time.Second), prio)
+		held := ""
+		if q.Rule != "" {
+			held = "; held by " + q.Rule
+		}
+		fmt.Fprintf(w, "  %s: %s (waiting %s%s%s)\n", who, q.Node, now.Sub(q.Since).Round(time.Second), prio, held)
 	}
 }

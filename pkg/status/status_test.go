@@ -76,3 +76,38 @@ func TestStatusSaysWhatHoldsEachNode(t *testing.T) {
 	require.Equal(t, "ticket", r.Nodes[1].WaitingForGate)
 	require.True(t, r.Nodes[2].Quarantined)
 }
+
+// TestStatusNamesTheControllersRuleAndEstimates: the rule that holds each
+// waiting node comes from the policy the controller published, and the finish
+// is estimated from the nodes' recorded cycles.
+func TestStatusNamesTheControllersRuleAndEstimates(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	ready := corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}
+	node := func(name string, ann map[string]string) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Status: ready}
+	}
+	leases := []coordinationv1.Lease{{ObjectMeta: metav1.ObjectMeta{Name: "nodepatch-lock", Annotations: map[string]string{
+		lock.AnnotationLimit: "1", lock.AnnotationLimitGeneration: "0", lock.AnnotationLimitSource: lock.LimitSourceController,
+		lock.AnnotationRolloutPolicy: "max-unavailable=1;control-plane=last"}}}}
+	nodes := []corev1.Node{
+		node("a", map[string]string{state.AnnotationNeedSince: at(-time.Minute)}),
+		node("b", map[string]string{state.AnnotationNeedSince: at(-time.Hour)}),
+		node("c", map[string]string{state.AnnotationPhase: "Rebooting", state.AnnotationCycleDurations: "500"}),
+		node("e", map[string]string{state.AnnotationLastReboot: at(-time.Hour), state.AnnotationCycleDurations: "700,100"}),
+	}
+	r := Summarize(leases, nodes, "nodepatch", "nodepatch-lock")
+	require.Equal(t, "max-unavailable", r.Rollout.Queue[0].Rule)
+	require.Equal(t, 10*time.Minute, r.Rollout.CycleTime)
+	require.Equal(t, 2, r.Rollout.Waves)
+	var out bytes.Buffer
+	require.NoError(t, r.Print(&out, now))
+	for _, want := range []string{"next: b (waiting 1h0m0s; held by max-unavailable)",
+		"estimated finish: 2026-12-01T10:20:00Z (2 rounds of about 10m0s"} {
+		require.Contains(t, out.String(), want)
+	}
+
+	leases[0].Annotations[state.AnnotationPause] = "change freeze"
+	r = Summarize(leases, nodes, "nodepatch", "nodepatch-lock")
+	require.Equal(t, "paused", r.Rollout.Queue[0].Rule)
+}
