@@ -137,21 +137,29 @@ var agentFlags = []string{
 	"health-query", "soak", "health-timeout",
 	// Approval gates, and the schedule.
 	"gate", "window", "blackout",
+	// Notifications.
+	"notify-url", "message-template-drain", "message-template-reboot", "message-template-uncordon",
+	"notify-webhook", "notify-webhook-template", "notify-blocked-after",
 }
 
 // repeatableFlags are the agentFlags given once per list item (stringArray
 // flags), and not at all for an empty list.
-var repeatableFlags = []string{"blocking-pod-selector", "gate", "window", "blackout"}
+var repeatableFlags = []string{"blocking-pod-selector", "gate", "window", "blackout", "notify-url", "notify-webhook-template"}
 
-// singleFlags are agentFlags without repeatableFlags.
-func singleFlags() []string {
-	var single []string
+// unsetFlags are agentFlags the chart gives only when their value is set: an
+// empty flag would shadow the NODEPATCH_* variable that may give it from a
+// Secret instead.
+var unsetFlags = []string{"notify-webhook"}
+
+// alwaysFlags are the agentFlags the chart always gives, once.
+func alwaysFlags() []string {
+	var always []string
 	for _, f := range agentFlags {
-		if !slices.Contains(repeatableFlags, f) {
-			single = append(single, f)
+		if !slices.Contains(repeatableFlags, f) && !slices.Contains(unsetFlags, f) {
+			always = append(always, f)
 		}
 	}
-	return single
+	return always
 }
 
 // agentArgs returns the agent container's flags, but repeatableFlags, as
@@ -216,10 +224,13 @@ func TestEveryAgentFlagComesFromAValue(t *testing.T) {
 	for n := range flags {
 		names = append(names, n)
 	}
-	require.ElementsMatch(t, singleFlags(), names)
+	require.ElementsMatch(t, alwaysFlags(), names)
 	// An empty --blocking-pod-selector would select every pod and hold every
 	// reboot: with no selectors, there is no flag.
 	require.Empty(t, agentRepeatedArgs(t, objs))
+	for _, f := range unsetFlags {
+		require.NotContains(t, flags, f)
+	}
 	require.Equal(t, map[string]string{
 		"lock-name": "nodepatch-lock", "concurrency": "1", "period": "1m", "lock-ttl": "0s",
 		"sentinel-file": "/host/run/reboot-required", "sentinel-command": "",
@@ -245,7 +256,9 @@ func TestEveryAgentFlagComesFromAValue(t *testing.T) {
 		"alert-filter-match-only": "false", "alert-firing-only": "false", "alert-label-matchers": "",
 		"block-while-query": "", "kured-daemonset": "", "kured-lock-annotation": "weave.works/kured-node-lock",
 		"health-daemonsets": "true", "ready-pod-selector": "", "health-query": "", "soak": "0s",
-		"health-timeout": "10m",
+		"health-timeout":         "10m",
+		"message-template-drain": "Draining node %s", "message-template-reboot": "Rebooting node %s",
+		"message-template-uncordon": "Node %s rebooted & uncordoned successfully!", "notify-blocked-after": "1h",
 	}, flags)
 }
 
@@ -293,6 +306,13 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"--set", "agent.health.soak=2m", "--set", "agent.health.timeout=15m",
 		"--set", `agent.gates={change-ticket@before-drain,storage@after-reboot\,timeout=1h30m\,on-timeout=fail}`,
 		"--set-json", `agent.schedule.blackouts=["2026-12-24..2027-01-02 Europe/Berlin"]`,
+		"--set-json", `agent.notify.urls=["slack://a/b/c","teams://x@y/z"]`,
+		"--set", "agent.notify.messageTemplates.drain=Draining %s (100%% planned)",
+		"--set", "agent.notify.messageTemplates.reboot=Rebooting",
+		"--set", "agent.notify.messageTemplates.uncordon=%s is back",
+		"--set", "agent.notify.webhook=https://hooks.example/np",
+		"--set-json", `agent.notify.webhookTemplates=["failed={\"text\":{{json .Text}}}"]`,
+		"--set", "agent.notify.blockedAfter=0s",
 	}
 	objs := ct.Objects(t, ct.Template(t, set...))
 	require.Equal(t, map[string]string{
@@ -320,11 +340,16 @@ func TestValuesReachTheirFlags(t *testing.T) {
 		"kured-daemonset":   "kube-system/kured", "kured-lock-annotation": "example.com/kured-lock",
 		"health-daemonsets": "false", "ready-pod-selector": "app=ingress",
 		"health-query": `up{job="ingress"}`, "soak": "2m", "health-timeout": "15m",
+		"message-template-drain": "Draining %s (100%% planned)", "message-template-reboot": "Rebooting",
+		"message-template-uncordon": "%s is back", "notify-webhook": "https://hooks.example/np",
+		"notify-blocked-after": "0s",
 	}, agentArgs(t, objs))
 	require.Equal(t, map[string][]string{
-		"blocking-pod-selector": {"app=batch", "tier in (db,cache)"},
-		"gate":                  {"change-ticket@before-drain", "storage@after-reboot,timeout=1h30m,on-timeout=fail"},
-		"blackout":              {"2026-12-24..2027-01-02 Europe/Berlin"},
+		"blocking-pod-selector":   {"app=batch", "tier in (db,cache)"},
+		"gate":                    {"change-ticket@before-drain", "storage@after-reboot,timeout=1h30m,on-timeout=fail"},
+		"blackout":                {"2026-12-24..2027-01-02 Europe/Berlin"},
+		"notify-url":              {"slack://a/b/c", "teams://x@y/z"},
+		"notify-webhook-template": {`failed={"text":{{json .Text}}}`},
 	}, agentRepeatedArgs(t, objs))
 
 	// Several windows replace the one of agent.window, left at its defaults.
@@ -687,6 +712,20 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 			[]string{"/agent/schedule/blackouts/0", "does not match pattern"}},
 		{"unknown schedule key", "agent:\n  schedule:\n    holidays: []\n",
 			[]string{"/agent/schedule", "additional properties 'holidays' not allowed"}},
+		{"notify url without a scheme", "agent:\n  notify:\n    urls: [hooks.slack.com/services/a]\n",
+			[]string{"/agent/notify/urls/0", "does not match pattern"}},
+		{"webhook not http", "agent:\n  notify:\n    webhook: ftp://hooks.example\n",
+			[]string{"/agent/notify/webhook", "does not match pattern"}},
+		{"message template with another verb", "agent:\n  notify:\n    messageTemplates:\n      drain: \"Draining %d\"\n",
+			[]string{"/agent/notify/messageTemplates/drain", "does not match pattern"}},
+		{"message template with two names", "agent:\n  notify:\n    messageTemplates:\n      reboot: \"%s reboots %s\"\n",
+			[]string{"/agent/notify/messageTemplates/reboot", "does not match pattern"}},
+		{"message template with a lone percent", "agent:\n  notify:\n    messageTemplates:\n      uncordon: \"%s at 100%\"\n",
+			[]string{"/agent/notify/messageTemplates/uncordon", "does not match pattern"}},
+		{"webhook template of an unknown kind", "agent:\n  notify:\n    webhookTemplates: [\"reboot={}\"]\n",
+			[]string{"/agent/notify/webhookTemplates/0", "does not match pattern"}},
+		{"bad blocked-after", "agent:\n  notify:\n    blockedAfter: an hour\n",
+			[]string{"/agent/notify/blockedAfter", "does not match pattern"}},
 		{"gate without a point", "agent:\n  gates: [change-ticket]\n",
 			[]string{"/agent/gates/0", "'change-ticket' does not match pattern"}},
 		{"gate at an unknown point", "agent:\n  gates: [ticket@after-drain]\n",
