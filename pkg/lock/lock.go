@@ -560,16 +560,34 @@ func (s *Semaphore) Release(ctx context.Context) error {
 // matters when a TTL is set. Each renewal is a new version of the record, which
 // is what takers time the TTL by.
 func (s *Semaphore) Renew(ctx context.Context) error {
-	return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
-		next := l.DeepCopy()
-		now := metav1.NewMicroTime(s.now())
-		next.Spec.RenewTime = &now
-		if _, err := s.leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("renewing lock slot %s: %w", l.Name, err)
-		}
-		s.markConfirmed()
-		return nil
+	_, err := s.renewOwn(ctx)
+	return err
+}
+
+// renewOwn renews every slot this identity holds, on the API server's copy,
+// and says whether it holds any. A conflict (another renewal of this process,
+// or any write in between) is read again and retried: only a slot that is no
+// longer ours, or an API error, ends it.
+func (s *Semaphore) renewOwn(ctx context.Context) (bool, error) {
+	held := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		held = false
+		return s.forEachOwnSlot(ctx, func(l *coordinationv1.Lease) error {
+			held = true
+			next := l.DeepCopy()
+			now := metav1.NewMicroTime(s.now())
+			next.Spec.RenewTime = &now
+			_, err := s.leases.Update(ctx, next, metav1.UpdateOptions{})
+			return err
+		})
 	})
+	if err != nil {
+		return false, fmt.Errorf("renewing the lock slot of %s: %w", s.cfg.Identity, err)
+	}
+	if held {
+		s.markConfirmed()
+	}
+	return held, nil
 }
 
 // Fenced says, with a TTL, that this holder may no longer count on its slot: it
@@ -622,15 +640,12 @@ func (s *Semaphore) forEachOwnSlot(ctx context.Context, fn func(*coordinationv1.
 // reboot without the lock. With a TTL it renews the slot too, and a holder that
 // cannot renew does not hold it.
 func (s *Semaphore) HoldsNow(ctx context.Context) (bool, error) {
+	if s.cfg.TTL > 0 {
+		return s.renewOwn(ctx)
+	}
 	held := false
 	err := s.forEachOwnSlot(ctx, func(*coordinationv1.Lease) error { held = true; return nil })
-	if err != nil || !held || s.cfg.TTL <= 0 {
-		return held, err
-	}
-	if err := s.Renew(ctx); err != nil {
-		return false, err
-	}
-	return true, nil
+	return held, err
 }
 
 // Describe is a one-line account of the holders, for logs and Events.

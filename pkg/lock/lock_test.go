@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -226,4 +227,27 @@ func TestControllerLimitBindsEveryGeneration(t *testing.T) {
 
 	require.NoError(t, SetControllerLimit(context.Background(), leases, ns, "nodepatch-lock", 2, "max-unavailable=2;control-plane=last"))
 	require.True(t, take(t, other), "the controller raised the limit")
+}
+
+// TestHoldsNowRetriesAConflictingRenewal: with a TTL, confirming the slot
+// renews it; a renewal that meets another write in between (this process's
+// own renewal loop, say) reads again instead of failing the confirmation, which
+// cost a reboot attempt each time (chaos seed 119: two in a row halted a
+// healthy node).
+func TestHoldsNowRetriesAConflictingRenewal(t *testing.T) {
+	client := newClient()
+	sem, _ := newSem(t, client, Config{Slots: 1, Identity: "a", TTL: time.Minute}, nil)
+	require.True(t, take(t, sem))
+	conflicts := 2
+	client.PrependReactor("update", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts == 0 {
+			return false, nil, nil
+		}
+		conflicts--
+		return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), "nodepatch-lock-0", errors.New("the object has been modified"))
+	})
+	held, err := sem.HoldsNow(context.Background())
+	require.NoError(t, err)
+	require.True(t, held)
+	require.Zero(t, conflicts)
 }

@@ -36,6 +36,9 @@ var regressionSeeds = []struct {
 	{25, "an agent whose first write of the header Lease (the limit) got a 500 or a timeout exited instead of retrying: " +
 		"in a DaemonSet, a crash loop after every control plane blip (seed 5 finds it too, with the API server away, " +
 		"in 3 of 4 runs; fixed by retrying with back-off)"},
+	{119, "with --lock-ttl, confirming the slot before the reboot renews it, and a renewal that met another write " +
+		"(the agent's own renewal loop) failed the confirmation: each cost a reboot attempt, and two in a row halted a " +
+		"healthy node in Failed (fixed by reading again on a conflict; TestHoldsNowRetriesAConflictingRenewal)"},
 }
 
 // pendingFixSeeds found bugs whose fix has not landed: `make test` does not
