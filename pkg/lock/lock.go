@@ -432,8 +432,19 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 		}
 	}
 	n, limit, err := s.liveHolders(ctx)
-	if err != nil || (h.Identity == "" && n >= limit) || s.slotIndex(name) >= limit {
+	if err != nil {
 		return false, err
+	}
+	// Taking a reclaimable slot replaces its holder only: the holders of the
+	// other slots must still leave room. After a shrink they can be past the
+	// new limit (live nodes finishing under the old one), so the count binds
+	// a reclaim as it binds a free slot.
+	others := n
+	if h.Identity != "" {
+		others--
+	}
+	if others >= limit || s.slotIndex(name) >= limit {
+		return false, nil
 	}
 	return s.update(ctx, current, s.cfg.Identity)
 }

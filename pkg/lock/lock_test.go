@@ -251,3 +251,55 @@ func TestHoldsNowRetriesAConflictingRenewal(t *testing.T) {
 	require.True(t, held)
 	require.Zero(t, conflicts)
 }
+
+// TestReclaimedSlotCountsTheOtherHolders: taking a slot from a holder that is
+// gone (no longer a Node) or expired (TTL) replaces that holder only; the
+// holders of the other slots still count, and after a shrink a live holder
+// past the new limit leaves no room (chaos seed 71: limit 2 -> 1, node-3 still
+// held slot 1 from before, an operator handed slot 0 to a name that is no
+// Node, and node-2 took slot 0 from it: two holders at limit 1).
+func TestReclaimedSlotCountsTheOtherHolders(t *testing.T) {
+	const ttl = time.Minute
+	for _, tc := range []struct {
+		name string
+		// free makes slot 0's holder, "x", reclaimable for d; live is b.
+		free func(t *testing.T, client *fake.Clientset, b *Semaphore, dClock *clock)
+		ttl  time.Duration
+	}{
+		{name: "holder no longer a Node", free: func(t *testing.T, client *fake.Clientset, _ *Semaphore, _ *clock) {
+			l, err := client.CoordinationV1().Leases(ns).Get(context.Background(), "nodepatch-lock-0", metav1.GetOptions{})
+			require.NoError(t, err)
+			ghost := "ghost-of-nodepatch-lock-0"
+			l.Spec.HolderIdentity = &ghost
+			_, err = client.CoordinationV1().Leases(ns).Update(context.Background(), l, metav1.UpdateOptions{})
+			require.NoError(t, err)
+		}},
+		{name: "holder expired", ttl: ttl, free: func(t *testing.T, _ *fake.Clientset, b *Semaphore, dClock *clock) {
+			dClock.elapsed += 2 * ttl
+			require.NoError(t, b.Renew(context.Background()), "b stays live: a new version of its slot")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := newClient()
+			exists := func(_ context.Context, name string) (bool, error) { return name != "ghost-of-nodepatch-lock-0", nil }
+			x, _ := newSem(t, client, Config{Slots: 2, Identity: "x", TTL: tc.ttl, NodeExists: exists}, nil)
+			b, _ := newSem(t, client, Config{Slots: 2, Identity: "b", TTL: tc.ttl, NodeExists: exists}, nil)
+			require.True(t, take(t, x))
+			require.True(t, take(t, b))
+			require.Equal(t, "b", holderOfSlot(t, client, "nodepatch-lock-1"))
+
+			// The limit shrinks to 1: d is of the new generation.
+			d, dClock := newSem(t, client, Config{Slots: 1, Generation: 1, Identity: "d", TTL: tc.ttl, NodeExists: exists}, nil)
+			require.NoError(t, d.EnsureHeader(context.Background()))
+			require.False(t, take(t, d), "d got in while two slots were held at limit 1")
+
+			tc.free(t, client, b, dClock)
+			require.False(t, take(t, d), "d took slot 0 from its reclaimable holder while b, live, held slot 1 at limit 1")
+			require.Equal(t, "b", holderOfSlot(t, client, "nodepatch-lock-1"))
+
+			require.NoError(t, b.Release(context.Background()))
+			require.True(t, take(t, d), "b gone: the reclaimable slot is d's to take")
+			require.Equal(t, "d", holderOfSlot(t, client, "nodepatch-lock-0"))
+		})
+	}
+}
