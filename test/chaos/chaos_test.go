@@ -39,6 +39,9 @@ var regressionSeeds = []struct {
 	{119, "with --lock-ttl, confirming the slot before the reboot renews it, and a renewal that met another write " +
 		"(the agent's own renewal loop) failed the confirmation: each cost a reboot attempt, and two in a row halted a " +
 		"healthy node in Failed (fixed by reading again on a conflict; TestHoldsNowRetriesAConflictingRenewal)"},
+	{71, "after the limit shrank from 2 to 1, with node-3 still holding slot 1 from before, node-2 took slot 0 from a " +
+		"holder that is no Node (an operator's edit) without counting node-3: two holders at limit 1 (a reclaim skipped " +
+		"the holder count; TestReclaimedSlotCountsTheOtherHolders)"},
 }
 
 // pendingFixSeeds found bugs whose fix has not landed: `make test` does not
