@@ -36,11 +36,7 @@ func rebootedState() state.Node {
 func rebootedWorld(t *testing.T, health *scriptedHealth) *world {
 	w := newWorld(t, rebootedState())
 	w.holdSlot()
-	w.host.bootID, w.host.required = "boot-b", false
-	n := w.node()
-	n.Status.NodeInfo.BootID = "boot-b"
-	_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	w.bootedInto("boot-b")
 	w.cfg = func(c *Config) {
 		c.Limits.HealthGate, c.Limits.Soak, c.Limits.HealthTimeout = true, 3*time.Minute, 10*time.Minute
 		c.Health = health

@@ -147,11 +147,7 @@ func TestCycleLabels(t *testing.T) {
 			w.agent().reconcile(context.Background())
 			require.Equal(t, 1, w.rebooter.calls)
 
-			w.host.bootID, w.host.required = "boot-b", false
-			n := w.node()
-			n.Status.NodeInfo.BootID = "boot-b"
-			_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
-			require.NoError(t, err)
+			w.bootedInto("boot-b")
 			w.agent().reconcile(context.Background())
 			w.requireClean()
 			l := w.node().Labels

@@ -111,6 +111,17 @@ func (w *world) agent() *Agent {
 
 func (w *world) clock() time.Time { return w.now }
 
+// bootedInto: the host rebooted into bootID, needs no reboot now, and its
+// kubelet has reported from the new boot.
+func (w *world) bootedInto(bootID string) {
+	w.t.Helper()
+	w.host.bootID, w.host.required = bootID, false
+	n := w.node()
+	n.Status.NodeInfo.BootID = bootID
+	_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(w.t, err)
+}
+
 func (w *world) node() *corev1.Node {
 	w.t.Helper()
 	n, err := w.client.CoreV1().Nodes().Get(context.Background(), testNode, metav1.GetOptions{})

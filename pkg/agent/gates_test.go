@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
@@ -167,11 +166,7 @@ func TestCycleEndClearsItsApprovals(t *testing.T) {
 	w.annotate(state.ApprovalAnnotation("ticket"), &cycle)
 	a.reconcile(context.Background())
 	require.Equal(t, 1, w.rebooter.calls)
-	w.host.bootID, w.host.required = "boot-b", false
-	n := w.node()
-	n.Status.NodeInfo.BootID = "boot-b"
-	_, err := w.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	w.bootedInto("boot-b")
 	w.agent().reconcile(context.Background())
 	w.requireClean()
 	require.NotContains(t, w.node().Annotations, state.ApprovalAnnotation("ticket"), "an approval outlived its cycle")
