@@ -42,7 +42,7 @@ var regressionSeeds = []struct {
 	{71, "after the limit shrank from 2 to 1, with node-3 still holding slot 1 from before, node-2 took slot 0 from a " +
 		"holder that is no Node (an operator's edit) without counting node-3: two holders at limit 1 (a reclaim skipped " +
 		"the holder count; TestReclaimedSlotCountsTheOtherHolders, which holds it deterministically: the replay needs the " +
-		"API server's restart to last until the edit, and passed once on the old build on a quieter machine)"},
+		"API server's restart to last until the edit, and one replay of the old build passed)"},
 }
 
 // pendingFixSeeds found bugs whose fix has not landed: `make test` does not
