@@ -431,7 +431,7 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 			return false, err
 		}
 	}
-	n, limit, err := s.liveHolders(ctx)
+	count, err := s.liveHolders(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -439,35 +439,59 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 	// other slots must still leave room. After a shrink they can be past the
 	// new limit (live nodes finishing under the old one), so the count binds
 	// a reclaim as it binds a free slot.
-	others := n
+	others := count.holders
 	if h.Identity != "" {
 		others--
 	}
-	if others >= limit || s.slotIndex(name) >= limit {
+	if others >= count.limit || !count.usable(s.slotIndex(name)) {
 		return false, nil
 	}
 	return s.update(ctx, current, s.cfg.Identity)
 }
 
+// slotCount is the lock as one List of its Leases shows it.
+type slotCount struct {
+	holders int // slots held by anyone
+	limit   int // the limit in force
+	past    int // slots held at an index past the limit (left from a larger one)
+}
+
+// usable: a slot of this index may be taken. After a shrink, each holder still
+// past the limit takes one slot off the top of the range, so that two takers
+// racing for two free slots can never both get in while a leftover holds on:
+// with past leftovers, only slots 0 … limit-past-1 are open, one holder each,
+// and leftovers only ever go (no slot past the limit is taken), so a count
+// read a moment ago only errs on the safe side.
+func (c slotCount) usable(index int) bool {
+	return index >= 0 && index < c.limit-c.past
+}
+
 // liveHolders counts holders over every slot Lease of the lock, and reads the
 // limit in force, from the API rather than the cache, so that the count taken
 // just before a write is current.
-func (s *Semaphore) liveHolders(ctx context.Context) (int, int, error) {
+func (s *Semaphore) liveHolders(ctx context.Context) (slotCount, error) {
 	list, err := s.leases.List(ctx, metav1.ListOptions{LabelSelector: Selector(s.cfg.Name).String()})
 	if err != nil {
-		return 0, 0, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
+		return slotCount{}, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
 	}
-	n, limit := 0, s.cfg.Slots
+	c := slotCount{limit: s.cfg.Slots}
+	var held []int
 	for i := range list.Items {
 		l := &list.Items[i]
 		switch {
 		case l.Name == s.cfg.Name:
-			limit = s.limitFrom(l)
+			c.limit = s.limitFrom(l)
 		case holderOf(l).Identity != "":
-			n++
+			c.holders++
+			held = append(held, s.slotIndex(l.Name))
 		}
 	}
-	return n, limit, nil
+	for _, i := range held {
+		if i >= c.limit {
+			c.past++
+		}
+	}
+	return c, nil
 }
 
 // reclaimable says whether a held slot may be taken: its holder is no longer a
@@ -487,7 +511,7 @@ func (s *Semaphore) reclaimable(ctx context.Context, h Holder) (bool, error) {
 }
 
 func (s *Semaphore) create(ctx context.Context, name string) (bool, error) {
-	if n, limit, err := s.liveHolders(ctx); err != nil || n >= limit {
+	if c, err := s.liveHolders(ctx); err != nil || c.holders >= c.limit || !c.usable(s.slotIndex(name)) {
 		return false, err
 	}
 	_, err := s.leases.Create(ctx, s.newLease(name, s.cfg.Identity), metav1.CreateOptions{})

@@ -303,3 +303,38 @@ func TestReclaimedSlotCountsTheOtherHolders(t *testing.T) {
 		})
 	}
 }
+
+// TestLeftoverPastAShrunkLimitClosesTheTopSlot: after a shrink from 3 to 2
+// with a live holder still on slot 2, only slot 0 is open. Two takers that
+// counted one holder at the same moment would otherwise take slots 0 and 1
+// together: three holders at limit 2.
+func TestLeftoverPastAShrunkLimitClosesTheTopSlot(t *testing.T) {
+	client := newClient()
+	x, _ := newSem(t, client, Config{Slots: 3, Identity: "x"}, nil)
+	for _, id := range []string{"p", "q"} { // fill slots 0 and 1 so that x gets slot 2
+		s, _ := newSem(t, client, Config{Slots: 3, Identity: id}, nil)
+		require.True(t, take(t, s))
+	}
+	require.True(t, take(t, x))
+	require.Equal(t, "x", holderOfSlot(t, client, "nodepatch-lock-2"))
+	for _, id := range []string{"p", "q"} {
+		s, _ := newSem(t, client, Config{Slots: 3, Identity: id}, nil)
+		require.NoError(t, s.Release(context.Background()))
+	}
+
+	a, _ := newSem(t, client, Config{Slots: 2, Generation: 1, Identity: "a"}, nil)
+	require.NoError(t, a.EnsureHeader(context.Background()))
+	b, _ := newSem(t, client, Config{Slots: 2, Generation: 1, Identity: "b"}, nil)
+	// b decides on the count it read before a's write lands: one holder, x.
+	took, err := b.tryTake(context.Background(), "nodepatch-lock-1")
+	require.NoError(t, err)
+	require.False(t, took, "slot 1 opened while x still holds slot 2 at limit 2")
+	took, err = a.tryTake(context.Background(), "nodepatch-lock-0")
+	require.NoError(t, err)
+	require.True(t, took, "slot 0 is open: one leftover, limit 2")
+
+	require.NoError(t, x.Release(context.Background()))
+	took, err = b.tryTake(context.Background(), "nodepatch-lock-1")
+	require.NoError(t, err)
+	require.True(t, took, "x gone: slot 1 opens")
+}
