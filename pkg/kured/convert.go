@@ -4,14 +4,18 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/nodepatch/nodepatch/pkg/notify"
 )
 
 // The chart defaults the conversions rely on (charts/nodepatch/values.yaml).
@@ -639,14 +643,27 @@ func (m *migration) podSelector(s *setting) error {
 	return nil
 }
 
+// notifyURL carries kured's --notify-url to agent.notify.urls. A URL kured
+// reads from a Secret stays there: the chart renders no --notify-url for an
+// empty list, so the agent reads NODEPATCH_NOTIFY_URL from the same Secret.
 func (m *migration) notifyURL(s *setting) error {
-	if s.from == nil && s.changed {
-		s.values = []string{stripQuotes(s.value())} // kured strips one pair of surrounding quotes
-		if s.args > 1 && s.env == "" {
-			m.note(s, "given %d times: kured's string flag keeps the last, which is carried; add the others to agent.extraArgs if your kured version took them all", s.args)
-		}
+	if s.from != nil {
+		name := "NODEPATCH_" + strings.TrimPrefix(s.env, envPrefix)
+		m.extraEnv = append(m.extraEnv, corev1.EnvVar{Name: name, ValueFrom: s.from})
+		m.note(s, "kured takes it from %s (%s): carried as agent.extraEnv %s from the same source", s.env, describeSource(s.from), name)
+		return nil
 	}
-	m.rawArg(s)
+	if !s.changed {
+		return nil
+	}
+	u := stripQuotes(s.value()) // kured strips one pair of surrounding quotes
+	if u == "" {
+		return nil // kured sends nothing
+	}
+	if s.args > 1 && s.env == "" {
+		m.note(s, "given %d times: kured's string flag keeps the last, which is carried; add the others to agent.notify.urls if your kured version took them all", s.args)
+	}
+	m.carryNotifyURL(s, u)
 	return nil
 }
 
@@ -656,8 +673,8 @@ func (m *migration) slackHookURL(s *setting) error {
 	if !m.given(s) || s.value() == "" {
 		return nil
 	}
-	notify := m.cfg.get("notify-url")
-	if notify.from != nil || notify.value() != "" {
+	other := m.cfg.get("notify-url")
+	if other.from != nil || other.value() != "" {
 		m.note(s, "kured uses --notify-url when both are set; not carried")
 		return nil
 	}
@@ -670,10 +687,51 @@ func (m *migration) slackHookURL(s *setting) error {
 		m.note(s, "not a Slack hook URL kured can use (https://hooks.slack.com/services/A/B/C): kured sends nothing; not carried")
 		return nil
 	}
-	m.extraArgs = append(m.extraArgs, "--notify-url=slack://"+strings.Join(parts, "/"))
-	m.addRaw("notify-url")
-	m.note(s, "carried as --notify-url=slack://%s, the URL kured derived from it", strings.Join(parts, "/"))
+	if m.carryNotifyURL(s, "slack://"+strings.Join(parts, "/")) {
+		m.note(s, "carried as agent.notify.urls slack://%s, the URL kured derived from it", strings.Join(parts, "/"))
+	}
 	return nil
+}
+
+// chartNotifyURL is values.schema.json's pattern of an agent.notify.urls item.
+var chartNotifyURL = regexp.MustCompile(`^[a-z][a-z0-9+.-]*://\S+$`)
+
+// carryNotifyURL sets agent.notify.urls to u when nodepatch's agent and the
+// chart take it, and says why not otherwise: the agent checks each URL with
+// shoutrrr when it starts and would not start with one it refuses.
+func (m *migration) carryNotifyURL(s *setting, u string) bool {
+	if err := (notify.Config{URLs: []string{u}}).Validate(); err != nil {
+		// The agent's error shows the URL with its secrets left out.
+		m.note(s, "nodepatch's agent refuses it (%v), and would not start with it: not carried", err)
+		return false
+	}
+	if !chartNotifyURL.MatchString(u) {
+		m.note(s, "the chart takes a notification URL only as scheme://… with a lower-case scheme and no white space: not carried")
+		return false
+	}
+	m.setValue("agent.notify.urls", []string{u})
+	return true
+}
+
+// messageTemplateTo converts one of kured's --message-template-* flags. kured's
+// default is nodepatch's, so it needs nothing; a template the agent refuses
+// (a placeholder other than %s, %s twice, a lone %: kured's fmt.Sprintf writes
+// %!verb noise for those) is noted and the default stays. set puts the value
+// into the agent's notification settings, for the agent's own check.
+func messageTemplateTo(path string, set func(*notify.Config, string)) func(*migration, *setting) error {
+	return func(m *migration, s *setting) error {
+		if !m.given(s) || s.value() == "" || isDefault(s) {
+			return nil
+		}
+		var c notify.Config
+		set(&c, s.value())
+		if err := c.Validate(); err != nil {
+			m.note(s, "nodepatch's agent refuses it (%v): not carried; the message stays %q", err, s.flag.Default)
+			return nil
+		}
+		m.setValue(path, s.value())
+		return nil
+	}
 }
 
 // stripQuotes removes one pair of matching surrounding quotes, as kured does

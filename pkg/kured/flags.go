@@ -1,5 +1,7 @@
 package kured
 
+import "github.com/nodepatch/nodepatch/pkg/notify"
+
 // Kind is the type of a kured flag's value, spelled as pflag's Type() spells
 // it: kured's LoadFromEnv switches on exactly these names to decide how a
 // KURED_* variable sets the flag.
@@ -17,8 +19,7 @@ const (
 )
 
 // Flag is one kured flag and what it becomes in nodepatch: chart values
-// (Paths), a raw agent argument under kured's own flag name (RawArg), or
-// nothing, for the reason in NoEquivalent.
+// (Paths), or nothing, for the reason in NoEquivalent.
 type Flag struct {
 	Name    string // without the leading "--"
 	Kind    Kind
@@ -26,9 +27,6 @@ type Flag struct {
 	// Paths are the nodepatch chart values the flag can set, dotted
 	// ("agent.window.days").
 	Paths []string
-	// RawArg: the flag is carried as agent.extraArgs --NAME=VALUE, for the
-	// nodepatch agent flag of kured's name (added with this migration path).
-	RawArg bool
 	// NoEquivalent says why nodepatch has no counterpart.
 	NoEquivalent string
 	// IfUnset is noted when kured runs with the flag's default and that
@@ -126,17 +124,24 @@ func Flags() []Flag {
 			With: "prometheus-url"},
 
 		// Notifications.
-		{Name: "notify-url", Kind: KindString, RawArg: true, convert: (*migration).notifyURL},
-		{Name: "slack-hook-url", Kind: KindString, RawArg: true, convert: (*migration).slackHookURL}, // as --notify-url
+		// agent.extraEnv: a URL kured reads from a Secret stays in it.
+		{Name: "notify-url", Kind: KindString, Paths: []string{"agent.notify.urls", "agent.extraEnv"}, convert: (*migration).notifyURL},
+		{Name: "slack-hook-url", Kind: KindString, Paths: []string{"agent.notify.urls"}, convert: (*migration).slackHookURL}, // as --notify-url
 		{Name: "slack-username", Kind: KindString, Default: "kured",
 			NoEquivalent: "kured no longer uses it: notifications go to --notify-url (shoutrrr), which names the sender itself",
 			convert:      noEquivalentUnless("kured")},
 		{Name: "slack-channel", Kind: KindString,
 			NoEquivalent: "kured no longer uses it: notifications go to --notify-url (shoutrrr), which names the channel itself",
 			convert:      noEquivalentUnless("")},
-		{Name: "message-template-drain", Kind: KindString, Default: "Draining node %s", RawArg: true},
-		{Name: "message-template-reboot", Kind: KindString, Default: "Rebooting node %s", RawArg: true},
-		{Name: "message-template-uncordon", Kind: KindString, Default: "Node %s rebooted & uncordoned successfully!", RawArg: true},
+		{Name: "message-template-drain", Kind: KindString, Default: "Draining node %s",
+			Paths:   []string{"agent.notify.messageTemplates.drain"},
+			convert: messageTemplateTo("agent.notify.messageTemplates.drain", func(c *notify.Config, v string) { c.MessageTemplateDrain = v })},
+		{Name: "message-template-reboot", Kind: KindString, Default: "Rebooting node %s",
+			Paths:   []string{"agent.notify.messageTemplates.reboot"},
+			convert: messageTemplateTo("agent.notify.messageTemplates.reboot", func(c *notify.Config, v string) { c.MessageTemplateReboot = v })},
+		{Name: "message-template-uncordon", Kind: KindString, Default: "Node %s rebooted & uncordoned successfully!",
+			Paths:   []string{"agent.notify.messageTemplates.uncordon"},
+			convert: messageTemplateTo("agent.notify.messageTemplates.uncordon", func(c *notify.Config, v string) { c.MessageTemplateUncordon = v })},
 
 		// Reporting.
 		{Name: "annotate-nodes", Kind: KindBool, Default: "false",

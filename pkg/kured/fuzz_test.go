@@ -119,6 +119,8 @@ func FuzzMigrate(f *testing.F) {
 		{"--pre-reboot-node-labels=a=b,nodepatch.io/x=1,bad\n--post-reboot-node-labels=a=c,a=c\n--blocking-pod-selector=\n--blocking-pod-selector=x=y", ""},
 		{"--prometheus-url=https://p:9090\n--alert-filter-match-only\n--lock-release-delay=30m\n--skip-wait-for-delete-timeout=5", "KURED_ALERT_FIRING_ONLY=true"},
 		{"--ds-name=Bad\n--lock-annotation=a/b/c\n--reboot-delay=-5s\n--drain-delay=1h", "KURED_DS_NAMESPACE=ops"},
+		{"--notify-url=\"slack://T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX\"\n--message-template-drain=Draining %s (100%%)\n--message-template-reboot=%d", "KURED_MESSAGE_TEMPLATE_UNCORDON=%s %s"},
+		{"--notify-url=Generic://example.com/a b\n--slack-hook-url=https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "KURED_NOTIFY_URL="},
 	} {
 		f.Add(seed.args, seed.env)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"unicode"
 
@@ -82,12 +81,10 @@ func (n Note) String() string {
 	return n.Flag + ": " + n.Text
 }
 
-// Result is the migration: nodepatch chart values, the notes, and which kured
-// flags went into agent.extraArgs (or agent.extraEnv) under their own names.
+// Result is the migration: nodepatch chart values and the notes.
 type Result struct {
-	Values  map[string]any
-	Notes   []Note
-	RawArgs []string // kured flag names, without "--"
+	Values map[string]any
+	Notes  []Note
 }
 
 // Migrate maps a kured container's configuration to nodepatch chart values.
@@ -106,8 +103,6 @@ func Migrate(in Input) (Result, error) {
 			// converted with the flag it names
 		case s.flag.convert != nil:
 			err = s.flag.convert(m, s)
-		case s.flag.RawArg:
-			m.rawArg(s)
 		}
 		if err != nil {
 			return Result{}, err
@@ -117,11 +112,10 @@ func Migrate(in Input) (Result, error) {
 		}
 	}
 	m.finish()
-	return Result{Values: m.values, Notes: m.notes, RawArgs: m.raw}, nil
+	return Result{Values: m.values, Notes: m.notes}, nil
 }
 
-// YAML renders the values as a values file, the notes and the raw flags as
-// comments above them.
+// YAML renders the values as a values file, the notes as comments above them.
 func (r Result) YAML() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString("# nodepatch chart values migrated from kured (nodepatch migrate from-kured).\n")
@@ -130,15 +124,6 @@ func (r Result) YAML() ([]byte, error) {
 		for _, n := range r.Notes {
 			b.WriteString("# - " + commentText(n.String()) + "\n")
 		}
-	}
-	if len(r.RawArgs) > 0 {
-		names := make([]string, len(r.RawArgs))
-		for i, f := range r.RawArgs {
-			names[i] = "--" + f
-		}
-		b.WriteString("#\n# Carried as raw agent arguments (agent.extraArgs, agent.extraEnv) under kured's own flag names,\n")
-		b.WriteString("# for the nodepatch agent flags of those names: " + strings.Join(names, ", ") + "\n")
-		b.WriteString("# The agent refuses a flag it does not know: drop any that `nodepatch agent --help` does not list.\n")
 	}
 	out, err := valuesYAML(r.Values)
 	if err != nil {
@@ -207,13 +192,11 @@ func commentText(text string) string {
 
 // migration builds the values as the flags are converted.
 type migration struct {
-	in        Input
-	cfg       *config
-	values    map[string]any
-	notes     []Note
-	raw       []string
-	extraArgs []string
-	extraEnv  []corev1.EnvVar
+	in       Input
+	cfg      *config
+	values   map[string]any
+	notes    []Note
+	extraEnv []corev1.EnvVar
 }
 
 // setValue puts v at a dotted chart value path.
@@ -267,57 +250,14 @@ func describeSource(src *corev1.EnvVarSource) string {
 	return "a reference"
 }
 
-// rawArg carries a flag nodepatch's agent takes under kured's name: as
-// agent.extraArgs --NAME=VALUE, one per item of a list, or — when kured reads
-// it from a Secret or ConfigMap — as agent.extraEnv NODEPATCH_NAME from the
-// same source. A value equal to kured's default needs nothing.
-func (m *migration) rawArg(s *setting) {
-	if s.from != nil {
-		name := "NODEPATCH_" + strings.TrimPrefix(s.env, envPrefix)
-		m.extraEnv = append(m.extraEnv, corev1.EnvVar{Name: name, ValueFrom: s.from})
-		m.addRaw(s.flag.Name)
-		msg := "kured takes it from %s (%s): carried as agent.extraEnv %s from the same source"
-		if s.flag.Kind == KindStringSlice && s.args > 0 {
-			msg += "; kured appended it to the arguments' list, nodepatch's agent takes the variable only when no argument gives the flag: merge them yourself"
-		}
-		m.note(s, msg, s.env, describeSource(s.from), name)
-		return
-	}
-	if !s.changed || isDefault(s) {
-		return
-	}
-	switch s.flag.Kind {
-	case KindStringSlice:
-		for _, item := range s.values {
-			m.extraArgs = append(m.extraArgs, "--"+s.flag.Name+"="+writeAsCSV([]string{item}))
-		}
-	case KindStringArray:
-		for _, v := range s.values {
-			m.extraArgs = append(m.extraArgs, "--"+s.flag.Name+"="+v)
-		}
-	default:
-		m.extraArgs = append(m.extraArgs, "--"+s.flag.Name+"="+s.value())
-	}
-	m.addRaw(s.flag.Name)
-}
-
-func (m *migration) addRaw(flag string) {
-	if !slices.Contains(m.raw, flag) {
-		m.raw = append(m.raw, flag)
-	}
-}
-
-// finish adds what no single flag decides: kured never patches, the lists of
-// raw arguments, and the scheduling of kured's pods.
+// finish adds what no single flag decides: kured never patches, the
+// variables from Secrets, and the scheduling of kured's pods.
 func (m *migration) finish() {
 	m.setValue("agent.patch.mode", "off")
 	m.notes = append(m.notes, Note{Text: "kured never installs updates; agent.patch.mode is off so that nodepatch only coordinates reboots, as kured did. " +
 		"Set it to security (nodepatch's default) once nodepatch, not unattended-upgrades or dnf-automatic, is to apply them"})
 	m.notes = append(m.notes, Note{Text: "kured's drains also delete pods that no controller manages (kubectl drain --force); nodepatch's do so only with agent.drain.force: true, " +
 		"and with false (the chart's default) such a pod makes the drain fail and retry. Set it if you relied on kured for that"})
-	if len(m.extraArgs) > 0 {
-		m.setValue("agent.extraArgs", m.extraArgs)
-	}
 	if len(m.extraEnv) > 0 {
 		m.setValue("agent.extraEnv", toValues(m.extraEnv))
 	}

@@ -22,6 +22,10 @@ func sentinelMount() ([]corev1.VolumeMount, []corev1.Volume) {
 		[]corev1.Volume{{Name: "sentinel", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/run"}}}}
 }
 
+// slackURL is a shoutrrr Slack URL with tokens of the form Slack's webhooks
+// have, which the agent's shoutrrr checks (slack://a/b/c it refuses).
+const slackURL = "slack://T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+
 func kuredInput(args ...string) Input {
 	mounts, volumes := sentinelMount()
 	return Input{Command: []string{"/usr/bin/kured"}, Args: args, Env: []corev1.EnvVar{nodeIDEnv},
@@ -73,8 +77,7 @@ func TestMigrate(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      Input
-		values  map[string]any // path → value; nil value: the path must be absent
-		raw     []string
+		values  map[string]any      // path → value; nil value: the path must be absent
 		notes   map[string][]string // flag → parts of one note
 		noNotes []string            // flags that must have no note
 	}{{
@@ -101,7 +104,7 @@ func TestMigrate(t *testing.T) {
 			"--force-reboot", "--log-format=json", "--metrics-port=9100", "--annotate-nodes=true",
 			"--prometheus-url=http://prometheus.monitoring:9090", "--alert-filter-regexp=^(Watchdog|RebootRequired)$",
 			"--alert-firing-only=true", "--blocking-pod-selector=app=batch", "--blocking-pod-selector=runtime=long,cost=expensive",
-			"--notify-url=slack://a/b/c", "--message-template-drain=Draining %s now",
+			"--notify-url="+slackURL, "--message-template-drain=Draining %s now",
 			"--pre-reboot-node-labels=kured=rebooting", "--post-reboot-node-labels=kured=done",
 			"--drain-delay=30s", "--reboot-delay=1m", "--lock-release-delay=5m"),
 		values: map[string]any{
@@ -130,9 +133,12 @@ func TestMigrate(t *testing.T) {
 				"alertFilterRegexp": "^(Watchdog|RebootRequired)$",
 				"alertFiringOnly":   true,
 			},
-			"agent.extraArgs": []string{"--notify-url=slack://a/b/c", "--message-template-drain=Draining %s now"},
+			"agent.notify": map[string]any{
+				"urls":             []string{slackURL},
+				"messageTemplates": map[string]any{"drain": "Draining %s now"},
+			},
+			"agent.extraArgs": nil,
 		},
-		raw: []string{"notify-url", "message-template-drain"},
 		notes: map[string][]string{
 			"--lock-ttl":       {"never renews"},
 			"--concurrency":    {"controller.maxUnavailable"},
@@ -171,7 +177,7 @@ func TestMigrate(t *testing.T) {
 			"KURED_REBOOT_DAYS":           {"appended to --reboot-days"},
 		},
 	}, {
-		name: "values from Secrets: carried for raw flags, noted for the others",
+		name: "values from Secrets: the notification URL stays in its Secret, the others are noted",
 		in: func() Input {
 			in := kuredInput()
 			secret := func(key string) *corev1.EnvVarSource {
@@ -192,9 +198,9 @@ func TestMigrate(t *testing.T) {
 			},
 			"agent.lockTTL":             nil,
 			"agent.blockers.prometheus": nil,
+			"agent.notify":              nil,
 			"agent.extraArgs":           nil,
 		},
-		raw: []string{"notify-url"},
 		notes: map[string][]string{
 			"--notify-url":     {"KURED_NOTIFY_URL", "Secret kured, key notify", "NODEPATCH_NOTIFY_URL"},
 			"--prometheus-url": {"KURED_PROMETHEUS_URL", "set agent.blockers.prometheus.url yourself"},
@@ -277,14 +283,48 @@ func TestMigrate(t *testing.T) {
 		notes:  map[string][]string{"--lock-ttl": {"carried as 40m"}},
 	}, {
 		name:   "the deprecated Slack hook becomes the notify URL kured derives",
-		in:     kuredInput("--slack-hook-url=https://hooks.slack.com/services/T0/B0/XyZ", "--slack-username=prod", "--slack-channel=ops"),
-		values: map[string]any{"agent.extraArgs": []string{"--notify-url=slack://T0/B0/XyZ"}},
-		raw:    []string{"notify-url"},
+		in:     kuredInput("--slack-hook-url=https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "--slack-username=prod", "--slack-channel=ops"),
+		values: map[string]any{"agent.notify.urls": []string{slackURL}, "agent.extraArgs": nil},
 		notes: map[string][]string{
-			"--slack-hook-url": {"slack://T0/B0/XyZ"},
+			"--slack-hook-url": {slackURL, "agent.notify.urls"},
 			"--slack-username": {"no equivalent"},
 			"--slack-channel":  {"no equivalent"},
 		},
+	}, {
+		name: "notification URLs and templates the agent or the chart refuses are noted, not carried",
+		in: kuredInput("--slack-hook-url=https://hooks.slack.com/services/T0/B0/XyZ",
+			"--message-template-reboot=Rebooting %s (%d left)", "--message-template-uncordon=%s is back: 100%"),
+		values: map[string]any{"agent.notify": nil, "agent.extraArgs": nil},
+		notes: map[string][]string{
+			"--slack-hook-url":            {"refuses", "slack", "not carried"},
+			"--message-template-reboot":   {"refuses", "%d is not a placeholder", `stays "Rebooting node %s"`},
+			"--message-template-uncordon": {"refuses", "lone %"},
+		},
+	}, {
+		name:   "a URL whose scheme is not lower case",
+		in:     kuredInput("--notify-url=Slack://T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+		values: map[string]any{"agent.notify": nil},
+		notes:  map[string][]string{"--notify-url": {"lower-case scheme", "not carried"}},
+	}, {
+		name:    "kured strips one pair of quotes from the URL; an empty URL sends nothing",
+		in:      kuredInput(`--notify-url='` + slackURL + `'`),
+		values:  map[string]any{"agent.notify.urls": []string{slackURL}},
+		noNotes: []string{"--notify-url"},
+	}, {
+		name:    "an empty URL sends nothing",
+		in:      kuredInput("--notify-url="),
+		values:  map[string]any{"agent.notify": nil, "agent.extraEnv": nil},
+		noNotes: []string{"--notify-url"},
+	}, {
+		name: "a message template from a ConfigMap is noted: the chart's flag would win over a variable",
+		in: func() Input {
+			in := kuredInput("--message-template-drain=Node %s drains")
+			in.Env = append(in.Env, corev1.EnvVar{Name: "KURED_MESSAGE_TEMPLATE_REBOOT", ValueFrom: &corev1.EnvVarSource{
+				ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "kured"}, Key: "reboot"}}})
+			return in
+		}(),
+		values: map[string]any{"agent.notify.messageTemplates": map[string]any{"drain": "Node %s drains"}, "agent.extraEnv": nil},
+		notes:  map[string][]string{"--message-template-reboot": {"ConfigMap kured, key reboot", "set agent.notify.messageTemplates.reboot yourself"}},
 	}, {
 		name:   "times of day in kured's other layouts",
 		in:     kuredInput("--start-time=9:30:15", "--end-time=3pm"),
@@ -419,7 +459,6 @@ func TestMigrate(t *testing.T) {
 				require.True(t, ok, "%s is not set in %v", path, r.Values)
 				require.Equal(t, want, got, path)
 			}
-			require.ElementsMatch(t, tc.raw, r.RawArgs)
 			for flag, parts := range tc.notes {
 				requireNote(t, r, flag, parts...)
 			}
@@ -511,7 +550,7 @@ func TestFromDaemonSet(t *testing.T) {
 }
 
 func TestYAMLPutsTheNotesFirstAsComments(t *testing.T) {
-	r, err := Migrate(kuredInput("--period=1h", "--notify-url=slack://t", "--metrics-host=10.0.0.1"))
+	r, err := Migrate(kuredInput("--period=1h", "--notify-url="+slackURL, "--metrics-host=10.0.0.1"))
 	require.NoError(t, err)
 	out, err := r.YAML()
 	require.NoError(t, err)
@@ -523,13 +562,12 @@ func TestYAMLPutsTheNotesFirstAsComments(t *testing.T) {
 		require.True(t, strings.HasPrefix(line, "#"), "header line %q is not a comment", line)
 	}
 	require.Contains(t, header, "# - --metrics-host: \"10.0.0.1\" has no equivalent")
-	require.Contains(t, header, "under kured's own flag names,\n# for the nodepatch agent flags of those names: --notify-url")
 	require.NotContains(t, body, "#")
 
 	var values map[string]any
 	require.NoError(t, yaml.Unmarshal(out, &values), "the whole output is a values file")
 	got, _ := value(values, "agent.period")
 	require.Equal(t, "1h", got)
-	got, _ = value(values, "agent.extraArgs")
-	require.Equal(t, []any{"--notify-url=slack://t"}, got)
+	got, _ = value(values, "agent.notify.urls")
+	require.Equal(t, []any{slackURL}, got)
 }

@@ -98,11 +98,7 @@ func TestEveryTablePathIsAChartValue(t *testing.T) {
 			requireChartPath(t, chart, p)
 			seen++
 		}
-		switch {
-		case f.RawArg:
-			require.Empty(t, f.Paths, "--%s: a raw flag sets agent.extraArgs only", f.Name)
-			requireChartPath(t, chart, "agent.extraArgs")
-		case len(f.Paths) == 0:
+		if len(f.Paths) == 0 {
 			require.NotEmpty(t, f.NoEquivalent, "--%s maps to nothing and says not why", f.Name)
 		}
 	}
@@ -123,13 +119,8 @@ func TestTheTableNamesEachFlagOnce(t *testing.T) {
 			require.True(t, slices.ContainsFunc(Flags(), func(o Flag) bool { return o.Name == f.With && o.convert != nil }),
 				"--%s goes with --%s, which converts nothing", f.Name, f.With)
 		}
-		mappings := 0
-		for _, b := range []bool{len(f.Paths) > 0, f.RawArg, f.NoEquivalent != "" && len(f.Paths) == 0} {
-			if b {
-				mappings++
-			}
-		}
-		require.Equal(t, 1, mappings, "--%s: exactly one of chart values, a raw argument, or no equivalent", f.Name)
+		require.NotEqual(t, len(f.Paths) > 0, f.NoEquivalent != "" && len(f.Paths) == 0,
+			"--%s: exactly one of chart values or no equivalent", f.Name)
 	}
 }
 
@@ -139,12 +130,11 @@ func richInput() Input {
 		"--lock-ttl=1h", "--concurrency=3", "--drain-timeout=15m", "--drain-grace-period=60", "--drain-pod-selector=app!=db",
 		"--force-reboot", "--log-format=json", "--metrics-port=9100", "--reboot-command=/usr/sbin/shutdown -r now",
 		"--reboot-sentinel=/sentinel/kured/needs-reboot",
-		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url=slack://a/b/c",
+		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url="+slackURL,
+		"--message-template-drain=Draining %s for patches", "--message-template-reboot=%s reboots", "--message-template-uncordon=%s is back (100%%)",
 		"--pre-reboot-node-labels=kured=rebooting", "--post-reboot-node-labels=kured=done", "--drain-delay=30s", "--reboot-delay=1m",
 		"--skip-wait-for-delete-timeout=30", "--lock-release-delay=5m", "--alert-filter-regexp=^Watchdog$", "--alert-firing-only",
 		"--alert-filter-match-only=false", "--ds-name=kured-lock")
-	in.Env = append(in.Env, corev1.EnvVar{Name: "KURED_MESSAGE_TEMPLATE_REBOOT", ValueFrom: &corev1.EnvVarSource{
-		ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "kured"}, Key: "reboot"}}})
 	in.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
 	in.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	in.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
@@ -310,16 +300,14 @@ func TestHelmRendersTheMigratedValues(t *testing.T) {
 		"--reboot-after-drain-timeout=true", "--log-format=json", "--metrics-address=:9100",
 		"--reboot-method=command", "--reboot-command=/usr/sbin/shutdown -r now",
 		"--sentinel-file=/host/run/kured/needs-reboot", "--patch=off",
-		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url=slack://a/b/c",
+		"--prometheus-url=http://prometheus.monitoring:9090", "--blocking-pod-selector=app=batch", "--notify-url=" + slackURL,
+		"--message-template-drain=Draining %s for patches", "--message-template-reboot=%s reboots", "--message-template-uncordon=%s is back (100%%)",
 		"--pre-reboot-node-labels=kured=rebooting", "--post-reboot-node-labels=kured=done", "--drain-delay=30s", "--reboot-delay=1m",
 		"--skip-wait-for-delete-timeout=30", "--soak=5m", "--alert-filter-regexp=^Watchdog$", "--alert-firing-only=true",
 		"--kured-daemonset=kube-system/kured-lock", "--kured-lock-annotation=weave.works/kured-node-lock",
 	} {
 		require.Contains(t, args, want)
 	}
-	env := charttest.Path(t, container, "env").([]any)
-	require.Contains(t, env, map[string]any{"name": "NODEPATCH_MESSAGE_TEMPLATE_REBOOT",
-		"valueFrom": map[string]any{"configMapKeyRef": map[string]any{"name": "kured", "key": "reboot"}}})
 	spec := charttest.Path(t, map[string]any(ds), "spec", "template", "spec").(map[string]any)
 	require.Equal(t, "system-node-critical", spec["priorityClassName"])
 	require.Contains(t, spec["tolerations"], map[string]any{"operator": "Exists"})
@@ -328,4 +316,54 @@ func TestHelmRendersTheMigratedValues(t *testing.T) {
 	controller := charttest.FindNamed(t, objs, "Deployment", charttest.Release+"-controller")
 	cargs := charttest.Path(t, map[string]any(controller), "spec", "template", "spec", "containers", 0, "args").([]any)
 	require.Contains(t, cargs, "--max-unavailable=3")
+}
+
+// TestHelmRendersANotificationURLFromASecret: kured's URL from a Secret
+// becomes NODEPATCH_NOTIFY_URL from the same Secret, and the chart then
+// renders no --notify-url that would win over it.
+func TestHelmRendersANotificationURLFromASecret(t *testing.T) {
+	in := kuredInput("--message-template-drain=Draining %s")
+	in.Env = append(in.Env, corev1.EnvVar{Name: "KURED_NOTIFY_URL", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "kured"}, Key: "url"}}})
+	r, err := Migrate(in)
+	require.NoError(t, err)
+	out, err := r.YAML()
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "values.yaml")
+	require.NoError(t, os.WriteFile(file, out, 0o600))
+
+	ds := charttest.Find(t, charttest.Objects(t, charttest.Template(t, "-f", file)), "DaemonSet")
+	container := charttest.Path(t, map[string]any(ds), "spec", "template", "spec", "containers", 0).(map[string]any)
+	require.Contains(t, charttest.Path(t, container, "env"), map[string]any{"name": "NODEPATCH_NOTIFY_URL",
+		"valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "kured", "key": "url"}}})
+	for _, a := range container["args"].([]any) {
+		require.False(t, strings.HasPrefix(a.(string), "--notify-url"), "%s would win over NODEPATCH_NOTIFY_URL", a)
+	}
+	require.Contains(t, container["args"], "--message-template-drain=Draining %s")
+}
+
+// TestTheChartsNotificationDefaultsAreKureds: the migration carries nothing
+// for a kured message template at its default, which is right only while the
+// chart's defaults are kured's; and its check of a URL is the schema's.
+func TestTheChartsNotificationDefaultsAreKureds(t *testing.T) {
+	chart := chartValues(t)
+	seen := 0
+	for _, f := range Flags() {
+		if !strings.HasPrefix(f.Name, "message-template-") {
+			continue
+		}
+		seen++
+		require.Len(t, f.Paths, 1)
+		var node any = chart
+		for _, k := range strings.Split(f.Paths[0], ".") {
+			node = node.(map[string]any)[k]
+		}
+		require.Equal(t, f.Default, node, "the chart's %s is not kured's default of --%s", f.Paths[0], f.Name)
+	}
+	require.Equal(t, 3, seen)
+
+	var schema any
+	require.NoError(t, json.Unmarshal(readChartFile(t, "values.schema.json"), &schema))
+	items := charttest.Path(t, schema, "properties", "agent", "properties", "notify", "properties", "urls", "items").(map[string]any)
+	require.Equal(t, items["pattern"], chartNotifyURL.String(), "chartNotifyURL is not values.schema.json's agent.notify.urls pattern")
 }
