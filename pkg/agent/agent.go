@@ -527,6 +527,7 @@ func (a *Agent) record(obs Observation, step Step) {
 	m.SetBlocked(step.Blocked)
 	m.SetCycleStart(obs.Node.State.CycleStarted)
 	m.SetNextWindow(obs.NextWindow)
+	m.SetLastReboot(obs.Node.State.LastReboot)
 	a.noteBlocked(obs, step)
 }
 

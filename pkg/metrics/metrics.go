@@ -25,6 +25,7 @@ type Metrics struct {
 	Phase            *prometheus.GaugeVec
 	LockHeld         prometheus.Gauge
 	CycleStart       prometheus.Gauge
+	LastReboot       prometheus.Gauge
 	NextWindow       prometheus.Gauge
 	Reboots          *prometheus.CounterVec
 	DrainFailures    prometheus.Counter
@@ -59,6 +60,8 @@ func New(node, version string) *Metrics {
 		CycleStart:     f.gauge("nodepatch_cycle_start_timestamp_seconds", "Unix time the current reboot cycle started; 0 when there is none."),
 		NextWindow: f.gauge("nodepatch_next_window_timestamp_seconds",
 			"Unix time a cycle may next start by the maintenance window (now while one may; 0 when none comes within 400 days)."),
+		LastReboot: f.gauge("nodepatch_last_reboot_timestamp_seconds",
+			"Unix time of the node's last verified reboot by nodepatch (from the Node, so it survives the agent's restarts); 0 when none."),
 		Reboots:       f.counterVec("nodepatch_reboots_total", "Reboot cycles finished, by result.", "result"),
 		DrainFailures: f.counter("nodepatch_drain_failures_total", "Drains that failed or timed out."),
 		DrainDuration: f.histogram("nodepatch_drain_duration_seconds", "Time a successful drain took.", durations),
@@ -140,6 +143,15 @@ func (o NotifyObserver) Failed(sink, kind string, _ error) {
 
 // Dropped counts a notification never sent.
 func (o NotifyObserver) Dropped(sink, kind string) { o.c.WithLabelValues(sink, kind, "dropped").Inc() }
+
+// SetLastReboot records the node's last verified reboot.
+func (m *Metrics) SetLastReboot(t time.Time) {
+	if t.IsZero() {
+		m.LastReboot.Set(0)
+		return
+	}
+	m.LastReboot.Set(float64(t.Unix()))
+}
 
 // SetNextWindow records when a cycle may next start.
 func (m *Metrics) SetNextWindow(t time.Time) {
