@@ -257,8 +257,8 @@ Call as {{- $v := dict }}{{- include "nodepatch.values" (list . $v) }}.
 {{- end }}
 {{- /* kured runs the sentinel command, when set, instead of checking the file.
        kured's chart passes it only with useRebootSentinelHostPath false (its
-       default is true), and older charts passed it always: which one the user's
-       kured ran cannot be told from the values, so the render asks. */}}
+       default is true), and some versions of it passed it regardless: which one
+       the user's kured ran cannot be told from the values, so the render asks. */}}
 {{- $hostPathMode := true }}
 {{- if hasKey $c "useRebootSentinelHostPath" }}{{ $hostPathMode = $c.useRebootSentinelHostPath }}{{ end }}
 {{- if $c.rebootSentinelCommand }}
@@ -498,8 +498,10 @@ refuses (kured exits on it), naming configuration.<.key>.
 {{- define "nodepatch.kuredMinutes" -}}
 {{- $v := toString .value }}
 {{- $h := -1 }}{{ $m := 0 }}{{ $s := 0 }}
-{{- if regexMatch "^[0-9]{1,2}(:[0-9]{2}(:[0-9]{2})?)?$" $v }}
-{{- $p := splitList ":" $v }}
+{{- if regexMatch "^[0-9]{1,2}(:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?)?$" $v }}
+{{- /* Go's time.Parse takes a fraction after the seconds even where the layout
+       has none; kured's window counts whole seconds, so it is dropped. */}}
+{{- $p := splitList ":" (regexReplaceAll "[.,][0-9]+$" $v "") }}
 {{- $h = index $p 0 | atoi }}
 {{- if gt (len $p) 1 }}{{ $m = index $p 1 | atoi }}{{ end }}
 {{- if gt (len $p) 2 }}{{ $s = index $p 2 | atoi }}{{ end }}
