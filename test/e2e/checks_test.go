@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
 	"github.com/nodepatch/nodepatch/pkg/state"
@@ -292,4 +293,29 @@ func TestWindowTooShortForTheCycle(t *testing.T) {
 	st, err := state.Parse(c.node(node).Annotations)
 	require.NoError(t, err)
 	require.Len(t, st.CycleDurations, 1, "the cycle's length was not remembered")
+}
+
+// TestDrainTimeoutQuarantinesAndNamesTheBudget: a drain a budget keeps from
+// finishing ends in a quarantine: the Event names the pod and its budget, the
+// node is undone and labelled, and no cycle starts until the label goes.
+func TestDrainTimeoutQuarantinesAndNamesTheBudget(t *testing.T) {
+	c := newCluster(t, setup{nodes: 1, flags: []string{"--drain-timeout=3s", "--drain-timeout-action=quarantine", "--drain-retry-backoff=1s"}})
+	node := nodeName(0)
+	c.addWorkload(node, "db", 1, 0) // a budget that allows no disruption
+	c.needReboot(node)
+	msg := c.waitEvent(node, "DrainTimedOut")
+	require.Contains(t, msg, "pod default/db-0 (PodDisruptionBudget db allows 0 disruptions)")
+	c.waitFor(node+" quarantined and undone", time.Minute, func() bool {
+		n := c.node(node)
+		return n.Labels[state.LabelQuarantined] == "true" && !n.Spec.Unschedulable && !nodeops.HasTaint(n) && !c.holds(node)
+	})
+	require.Contains(t, c.waitEvent(node, "RebootBlocked"), "quarantined")
+	require.Zero(t, c.sup.Reboots(node))
+
+	c.setDisruptionsAllowed("db", 1, 1)
+	_, err := c.client.CoreV1().Nodes().Patch(c.ctx, node, types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+state.LabelQuarantined+`":null}}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	c.waitRebooted(1, node)
+	require.Empty(t, c.watcher.Violations())
 }
