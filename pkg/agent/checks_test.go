@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -269,4 +272,29 @@ func TestKuredBlocker(t *testing.T) {
 			require.Contains(t, blocks[0].Detail, c.holds)
 		})
 	}
+}
+
+// appearingNode is a Node cache in which the Node shows up after some looks.
+type appearingNode struct{ looks, after int }
+
+func (n *appearingNode) Get(name string) (*corev1.Node, error) {
+	n.looks++
+	if n.looks <= n.after {
+		return nil, apierrors.NewNotFound(corev1.Resource("nodes"), name)
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, nil
+}
+
+// TestAgentWaitsForItsNode: a Node being registered again is waited for, not
+// a reason to exit (chaos seed 151: the agent exited, and a DaemonSet would
+// crash-loop it); only the context ends the wait.
+func TestAgentWaitsForItsNode(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nodes := &appearingNode{after: 2}
+	require.NoError(t, waitForNode(context.Background(), nodes, "node-a", log))
+	require.Equal(t, 3, nodes.looks)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	require.Error(t, waitForNode(ctx, &appearingNode{after: 1 << 30}, "node-a", log), "the wait outlived its context")
 }

@@ -144,8 +144,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err := factories.wait(ctx, nodeInformer.Informer(), leaseInformer.Informer()); err != nil {
 		return err
 	}
-	if _, err := nodeInformer.Lister().Get(o.NodeName); err != nil {
-		return fmt.Errorf("--node-name %q: no such Node in the cluster: %w", o.NodeName, err)
+	if err := waitForNode(ctx, nodeInformer.Lister(), o.NodeName, log); err != nil {
+		return err
 	}
 	if !o.DryRun {
 		if err := ensureHeader(ctx, sem, log); err != nil {
@@ -207,6 +207,23 @@ func (c cachedNode) Get() (*corev1.Node, error) { return c.lister.Get(c.name) }
 type bootIDFile string
 
 func (f bootIDFile) BootID(context.Context) (string, error) { return host.ReadBootID(string(f)) }
+
+// waitForNode waits until the agent's Node is in the cache. A Node that is
+// missing at start is one being registered again (its kubelet deleted and
+// re-created it): exiting would only crash-loop the pod, so the agent waits,
+// not ready, and says so; only ctx ends the wait.
+func waitForNode(ctx context.Context, nodes interface {
+	Get(name string) (*corev1.Node, error)
+}, name string, log *slog.Logger) error {
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	return wait.ExponentialBackoffWithContext(ctx, backoff, func(context.Context) (bool, error) {
+		if _, err := nodes.Get(name); err != nil {
+			log.Warn("no Node of this name in the cluster yet; waiting for it (check --node-name if this lasts)", "node", name, "err", err)
+			return false, nil
+		}
+		return true, nil
+	})
+}
 
 // ensureHeader writes the lock's header (the limit, and a place for the pause)
 // before the agent acts, retrying with back-off: an API server that fails a

@@ -43,6 +43,9 @@ var regressionSeeds = []struct {
 		"holder that is no Node (an operator's edit) without counting node-3: two holders at limit 1 (a reclaim skipped " +
 		"the holder count; TestReclaimedSlotCountsTheOtherHolders, which holds it deterministically: the replay needs the " +
 		"API server's restart to last until the edit, and one replay of the old build passed)"},
+	{151, "an agent that started while its Node was being registered again (deleted and re-created) exited with " +
+		"\"no such Node in the cluster\": in a DaemonSet, a crash loop until the Node is back (fixed by waiting for " +
+		"the Node; TestAgentWaitsForItsNode)"},
 }
 
 // pendingFixSeeds found bugs whose fix has not landed: `make test` does not
