@@ -341,10 +341,11 @@ func (a *Agent) observe(ctx context.Context) (Observation, error) {
 		Admission: a.cfg.Admission,
 	}
 	a.observeWindow(&obs)
-	_, held := snap.Held(a.cfg.NodeName)
+	holder, held := snap.Held(a.cfg.NodeName)
 	// A holder that cannot keep its slot alive acts as if it had none: it
 	// stops before the reboot, and Decide undoes the cycle.
 	obs.Lock.Held = held && !a.cfg.Lock.Fenced(ctx)
+	obs.Lock.PastLimit = held && snap.PastLimit(holder)
 	if a.refusal.attempt != "" && a.refusal.attempt == attemptKey(st.BootIDBefore, st.RebootAttempts) {
 		obs.Host.RebootRefused = a.refusal.msg
 	}

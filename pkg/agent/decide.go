@@ -67,7 +67,10 @@ type NodeView struct {
 
 // LockView is the lock as the Lease cache sees it.
 type LockView struct {
-	Held        bool
+	Held bool
+	// PastLimit: the held slot lies past the limit in force (taken under a
+	// larger one): finish a cycle in it, never begin one.
+	PastLimit   bool
 	PauseReason string
 	Holders     string
 }
@@ -291,6 +294,9 @@ func decideIdle(o Observation) Step {
 	}
 	if !o.Lock.Held {
 		return Step{Action: ActAcquire, Phase: "WaitingForLock", Reason: "reboot needed: " + o.reasons()}
+	}
+	if o.Lock.PastLimit {
+		return Step{Action: ActReleaseSlot, Phase: "WaitingForLock", Reason: "holding a slot past the limit in force (the limit shrank): giving it back before any cycle begins in it"}
 	}
 	return Step{Action: ActBeginCycle, Phase: "Draining", Reason: "lock held, reboot needed: " + o.reasons()}
 }

@@ -442,3 +442,17 @@ func TestWindowTooShortHolds(t *testing.T) {
 	require.Equal(t, next, step.Until)
 	require.Contains(t, step.Reason, "a cycle of about 25m0s would not end before the window closes at "+closes.Format(time.RFC3339))
 }
+
+// TestSlotPastTheLimitIsGivenBack: a slot taken under a larger limit is not
+// where a new cycle begins (chaos seed 147: an idle holder of slot 1 began its
+// cycle after the limit shrank to 1, two holders at limit 1); a cycle under
+// way in it finishes.
+func TestSlotPastTheLimitIsGivenBack(t *testing.T) {
+	step := Decide(obs(func(o *Observation) { o.Lock.Held, o.Lock.PastLimit = true, true }))
+	require.Equal(t, ActReleaseSlot, step.Action, step.Reason)
+	step = Decide(obs(func(o *Observation) {
+		drained(o)
+		o.Lock.PastLimit = true
+	}))
+	require.Equal(t, ActReboot, step.Action, "a cycle under way in a slot past the limit must finish: %s", step.Reason)
+}

@@ -147,6 +147,15 @@ type Snapshot struct {
 	Limit int
 }
 
+// PastLimit says whether h's slot lies past the limit in force: a slot taken
+// under a larger limit. Its holder may finish a cycle under way in it, but must
+// not begin one (the holders would outnumber the limit).
+func (s Snapshot) PastLimit(h Holder) bool {
+	i := strings.LastIndex(h.Slot, "-")
+	n, err := strconv.Atoi(h.Slot[i+1:])
+	return i >= 0 && err == nil && s.Limit > 0 && n >= s.Limit
+}
+
 // Held returns the slot this identity holds, if any.
 func (s Snapshot) Held(identity string) (Holder, bool) {
 	for _, h := range s.Holders {

@@ -338,3 +338,11 @@ func TestLeftoverPastAShrunkLimitClosesTheTopSlot(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, took, "x gone: slot 1 opens")
 }
+
+func TestSnapshotPastLimit(t *testing.T) {
+	snap := Snapshot{Limit: 1}
+	require.False(t, snap.PastLimit(Holder{Slot: "nodepatch-lock-0"}))
+	require.True(t, snap.PastLimit(Holder{Slot: "nodepatch-lock-1"}))
+	require.False(t, snap.PastLimit(Holder{Slot: "odd"}))
+	require.False(t, Snapshot{}.PastLimit(Holder{Slot: "nodepatch-lock-3"}), "no limit known: nothing is past it")
+}
