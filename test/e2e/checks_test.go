@@ -319,3 +319,28 @@ func TestDrainTimeoutQuarantinesAndNamesTheBudget(t *testing.T) {
 	c.waitRebooted(1, node)
 	require.Empty(t, c.watcher.Violations())
 }
+
+// TestForcedDrainAndCycleLabels: a drain a budget holds past its timeout, with
+// --drain-timeout-action=force, deletes the pod and reboots; the pre-reboot
+// label and the load balancer exclusion are on the node while it is out, the
+// post-reboot label after, and the exclusion is gone.
+func TestForcedDrainAndCycleLabels(t *testing.T) {
+	c := newCluster(t, setup{nodes: 1, rebootTime: 4 * time.Second, flags: []string{"--drain-timeout=3s",
+		"--drain-timeout-action=force", "--force-drain-grace-period=0",
+		"--pre-reboot-node-labels=example.com/maintenance=rebooting", "--post-reboot-node-labels=example.com/maintenance=done"}})
+	node := nodeName(0)
+	c.addWorkload(node, "db", 1, 0) // a budget that allows no disruption
+	c.needReboot(node)
+	c.waitFor(node+" rebooting with its cycle labels", time.Minute, func() bool {
+		n := c.node(node)
+		return c.phase(node) == state.PhaseRebooting && n.Labels["example.com/maintenance"] == "rebooting" &&
+			n.Labels[state.LabelExcludeFromLB] == "true"
+	})
+	require.Contains(t, c.waitEvent(node, "DrainForced"), "default/db-0")
+	require.Zero(t, c.podsOn(node), "the forced drain left the pod")
+	c.waitRebooted(1, node)
+	n := c.node(node)
+	require.Equal(t, "done", n.Labels["example.com/maintenance"])
+	require.NotContains(t, n.Labels, state.LabelExcludeFromLB, "left out of the load balancers")
+	require.Empty(t, c.watcher.Violations())
+}
