@@ -88,9 +88,9 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// slimNode keeps of a Node only what the decision reads, so that the cache of
-// thousands of Nodes stays small.
-func slimNode(obj any) (any, error) {
+// SlimNode keeps of a Node only what the decision reads, so that the cache of
+// thousands of Nodes stays small: the leader's Node informer's transform.
+func SlimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
 		return obj, nil
@@ -120,7 +120,7 @@ func nodepatchAnnotations(all map[string]string) map[string]string {
 
 // lead watches and decides until ctx ends (leadership lost or shutdown).
 func lead(ctx context.Context, cfg Config) error {
-	nodes := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(slimNode))
+	nodes := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(SlimNode))
 	leases := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = lock.Selector(cfg.LockName).String() }))
 	nodeInformer := nodes.Core().V1().Nodes()
@@ -146,8 +146,7 @@ func lead(ctx context.Context, cfg Config) error {
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInformer.Informer().HasSynced, leaseInformer.Informer().HasSynced) {
 		return errors.New("the node and lease caches did not sync")
 	}
-	r := &rollout{cfg: cfg, nodes: nodeInformer.Lister(), leases: leaseInformer.Lister().Leases(cfg.Namespace),
-		failures: map[string]time.Time{}, pending: map[string]time.Time{}}
+	r := NewRollout(cfg, nodeInformer.Lister(), leaseInformer.Lister().Leases(cfg.Namespace))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -157,21 +156,32 @@ func lead(ctx context.Context, cfg Config) error {
 		case <-wake:
 		case <-timer.C:
 		}
-		if err := r.reconcile(ctx); err != nil {
+		if err := r.Reconcile(ctx); err != nil {
 			cfg.Log.Error("rollout step failed; will retry", "err", err)
 		}
 		timer.Reset(cfg.Resync)
 	}
 }
 
-type rollout struct {
-	cfg   Config
-	nodes interface {
-		List(labels.Selector) ([]*corev1.Node, error)
-	}
-	leases interface {
-		Get(string) (*coordinationv1.Lease, error)
-	}
+// NodeLister is the leader's cache of every Node (its informer's lister).
+type NodeLister interface {
+	List(labels.Selector) ([]*corev1.Node, error)
+}
+
+// LeaseGetter is the leader's cache of the lock's Leases in its namespace.
+type LeaseGetter interface {
+	Get(string) (*coordinationv1.Lease, error)
+}
+
+// Rollout is one term of leadership: the caches it observes, and what it
+// remembers between rounds (failures seen, admissions not yet in the cache,
+// the limit and pause it wrote). A new leader starts a new one, with nothing
+// remembered. lead runs its rounds; test/model runs them as steps, over its
+// own caches and API server.
+type Rollout struct {
+	cfg      Config
+	nodes    NodeLister
+	leases   LeaseGetter
 	failures map[string]time.Time
 	// pending: admissions written, not yet seen in the cache (name -> when).
 	pending map[string]time.Time
@@ -179,9 +189,18 @@ type rollout struct {
 	paused  string
 }
 
+// NewRollout starts a term of leadership over the given caches; writes go
+// through cfg.Client. cfg is as Run takes it, with Events, Metrics and Log set.
+func NewRollout(cfg Config, nodes NodeLister, leases LeaseGetter) *Rollout {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Rollout{cfg: cfg, nodes: nodes, leases: leases, failures: map[string]time.Time{}, pending: map[string]time.Time{}}
+}
+
 // pendingView drops the admissions the cache shows now (or that are old enough
 // that the cache must have had its chance) and returns the rest.
-func (r *rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bool {
+func (r *Rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bool {
 	seen := map[string]bool{}
 	for _, n := range nodes {
 		if _, ok := n.Annotations[state.AnnotationAdmitted]; ok {
@@ -199,8 +218,8 @@ func (r *rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bo
 	return view
 }
 
-// reconcile observes, decides and acts once.
-func (r *rollout) reconcile(ctx context.Context) error {
+// Reconcile observes the caches, decides and acts once.
+func (r *Rollout) Reconcile(ctx context.Context) error {
 	start := time.Now()
 	nodes, err := r.nodes.List(labels.Everything())
 	if err != nil {
@@ -219,7 +238,7 @@ func (r *rollout) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (r *rollout) act(ctx context.Context, act Actions, now time.Time) []error {
+func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 	var errs []error
 	if act.Limit != r.limit {
 		if err := lock.SetControllerLimit(ctx, r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace), r.cfg.Namespace, r.cfg.LockName, act.Limit,
@@ -261,7 +280,7 @@ func (r *rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 
 // annotate sets (or, with nil, removes) the admission on a Node with a merge
 // patch: only that annotation changes, whatever else the agent writes meanwhile.
-func (r *rollout) annotate(ctx context.Context, node string, value *string) error {
+func (r *Rollout) annotate(ctx context.Context, node string, value *string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{state.AnnotationAdmitted: value}}})
 	if err != nil {
 		return err
@@ -273,7 +292,7 @@ func (r *rollout) annotate(ctx context.Context, node string, value *string) erro
 }
 
 // pause sets the same pause an operator sets, on the lock's header Lease.
-func (r *rollout) pause(ctx context.Context, reason string) error {
+func (r *Rollout) pause(ctx context.Context, reason string) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{state.AnnotationPause: reason}}})
 	if err != nil {
 		return err
@@ -289,6 +308,6 @@ func nodeRef(name string) *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Node", Name: name, UID: types.UID(name)}
 }
 
-func (r *rollout) headerRef() *corev1.ObjectReference {
+func (r *Rollout) headerRef() *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Lease", APIVersion: "coordination.k8s.io/v1", Namespace: r.cfg.Namespace, Name: r.cfg.LockName}
 }

@@ -121,7 +121,7 @@ func TestSlimNodeKeepsWhatTheDecisionReads(t *testing.T) {
 	n := kubeNode("a", map[string]string{state.AnnotationNeedSince: "x", "other.io/big": "y"})
 	n.Status.Images = []corev1.ContainerImage{{Names: []string{"big"}}}
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	slim, err := slimNode(n)
+	slim, err := SlimNode(n)
 	require.NoError(t, err)
 	s := slim.(*corev1.Node)
 	require.Equal(t, map[string]string{state.AnnotationNeedSince: "x"}, s.Annotations)
