@@ -66,7 +66,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 	case ActReboot:
 		return a.reboot(ctx, obs, step.Reason)
 	case ActFailReboot:
-		return true, a.failReboot(ctx, obs.Node.State.CycleStarted, step.Reason)
+		return true, a.failReboot(ctx, obs, step.Reason)
 	case ActFinish:
 		if obs.Node.State.Phase == state.PhaseVerifying {
 			return true, a.endVerify(ctx, obs, step.Reason)
@@ -410,13 +410,32 @@ func (a *Agent) flushEvents(ctx context.Context) {
 }
 
 // failReboot halts: the node keeps its taint, cordon and slot, so that a node that
-// cannot reboot stops the rollout instead of letting others follow it down.
-func (a *Agent) failReboot(ctx context.Context, cycle time.Time, why string) error {
+// cannot reboot stops the rollout instead of letting others follow it down. A
+// halt waits for an operator, so it is written only while the API server's
+// copy still shows the attempts it was decided on: a cache that lags behind an
+// attempt just recorded must not halt a node whose reboot is under way.
+func (a *Agent) failReboot(ctx context.Context, obs Observation, why string) error {
+	from := obs.Node.State
+	err := a.updateStateIf(ctx, func(_ *corev1.Node, st *state.Node) error {
+		if st.Phase != from.Phase || st.RebootAttempts != from.RebootAttempts ||
+			!st.RebootRequestedAt.Equal(from.RebootRequestedAt) || st.BootIDBefore != from.BootIDBefore {
+			return errStateChanged
+		}
+		st.Phase = state.PhaseFailed
+		return nil
+	})
+	if errors.Is(err, errStateChanged) {
+		a.cfg.Log.Info("not halting: the node changed since it was observed", "reason", why)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recording the failed reboot: %w", err)
+	}
 	a.cfg.Metrics.Reboots.WithLabelValues("failed").Inc()
-	a.notify(notify.Failed, cycle, why)
+	a.notify(notify.Failed, from.CycleStarted, why)
 	a.warn("RebootFailed", "%s; keeping the lock slot and the cordon until an operator looks (remove annotation %s to retry)",
 		why, state.AnnotationPhase)
-	return a.updateState(ctx, func(_ *corev1.Node, st *state.Node) { st.Phase = state.PhaseFailed })
+	return nil
 }
 
 // finish ends the cycle of a node back from its reboot: untaint, uncordon and,

@@ -350,6 +350,29 @@ func TestRestartedAgentNeverAsksTwice(t *testing.T) {
 	require.True(t, w.node().Spec.Unschedulable, "a failed node keeps its cordon")
 }
 
+// TestStaleViewDoesNotHalt: a halt decided on a view that lags behind the API
+// server (an attempt recorded since) is not written: the reboot under way goes
+// on, and no RebootFailed Event or metric says otherwise.
+func TestStaleViewDoesNotHalt(t *testing.T) {
+	asked := time.Now().Add(-10 * time.Minute)
+	w := newWorld(t, state.Node{Phase: state.PhaseRebooting, BootIDBefore: "boot-a", CordonedByUs: true,
+		CycleStarted: asked, RebootRequestedAt: asked, RebootAttempts: 2})
+	w.holdSlot()
+	a := w.agent()
+	obs, err := a.observe(context.Background())
+	require.NoError(t, err)
+	step := Decide(obs)
+	require.Equal(t, ActFailReboot, step.Action, step.Reason)
+
+	w.annotate(state.AnnotationRebootRequestedAt, ptr(w.now.UTC().Format(time.RFC3339Nano)))
+	progressed, err := a.execute(context.Background(), obs, step)
+	require.NoError(t, err)
+	require.True(t, progressed, "the agent should look again at once")
+	require.Equal(t, state.PhaseRebooting, w.state().Phase, "halted on a stale view")
+	require.NotContains(t, allEvents(w.events), "RebootFailed")
+	require.Zero(t, counterValue(t, w.metrics.Reboots.WithLabelValues("failed")))
+}
+
 // TestRefusedRebootIsAnAttempt: a refused request is decided on: one more
 // attempt, then Failed.
 func TestRefusedRebootIsAnAttempt(t *testing.T) {
