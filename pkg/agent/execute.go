@@ -377,8 +377,14 @@ func (a *Agent) reboot(ctx context.Context, obs Observation, why string) (bool, 
 	if errors.Is(err, errStateChanged) {
 		return false, err
 	}
-	if err != nil {
+	if err != nil && !a.attemptLanded(ctx, attempt, now) {
 		return false, fmt.Errorf("recording the reboot attempt: %w", err)
+	}
+	if err != nil {
+		// Committed although its answer was lost (a timeout, a 500 after the
+		// write, the API server going down): not asking now would spend the
+		// attempt on a request never made.
+		a.cfg.Log.Warn("the reboot attempt was recorded although its write reported an error", "attempt", attempt, "err", err)
 	}
 	if err := a.confirmSlot(ctx, "rebooting"); err != nil {
 		return true, err
@@ -396,6 +402,25 @@ func (a *Agent) reboot(ctx context.Context, obs Observation, why string) (bool, 
 		a.warn("RebootRequestFailed", "the host refused the reboot request: %v", err)
 	}
 	return true, nil
+}
+
+// errReadOnly ends an Update that only reads the API server's copy.
+var errReadOnly = errors.New("read only")
+
+// attemptLanded reads the API server's copy (through the writer, so that dry
+// run reads its shadow) and reports whether it holds the attempt this process
+// tried to record at at.
+func (a *Agent) attemptLanded(ctx context.Context, attempt int, at time.Time) bool {
+	if attempt == 0 {
+		return false // the write never got as far as the attempt
+	}
+	landed := false
+	_, err := a.cfg.Nodes.Update(ctx, func(node *corev1.Node) error {
+		st, _ := state.Parse(node.Annotations)
+		landed = st.Phase == state.PhaseRebooting && st.RebootAttempts == attempt && st.RebootRequestedAt.Equal(at)
+		return errReadOnly
+	})
+	return errors.Is(err, errReadOnly) && landed
 }
 
 func (a *Agent) flushEvents(ctx context.Context) {

@@ -13,8 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
 	dto "github.com/prometheus/client_model/go"
@@ -371,6 +374,32 @@ func TestStaleViewDoesNotHalt(t *testing.T) {
 	require.Equal(t, state.PhaseRebooting, w.state().Phase, "halted on a stale view")
 	require.NotContains(t, allEvents(w.events), "RebootFailed")
 	require.Zero(t, counterValue(t, w.metrics.Reboots.WithLabelValues("failed")))
+}
+
+// TestAttemptCommittedWithoutAnAnswerIsAsked: the write that records the
+// attempt is committed but its answer is lost (a 500 after the write, a
+// timeout): the agent finds its attempt on the API server and asks the host
+// at once, instead of spending the attempt on a request never made.
+func TestAttemptCommittedWithoutAnAnswerIsAsked(t *testing.T) {
+	w := newWorld(t, drainedState())
+	w.holdSlot()
+	lost := 1
+	w.client.PrependReactor("update", "nodes", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if lost == 0 {
+			return false, nil, nil
+		}
+		lost--
+		obj := action.(k8stesting.UpdateAction).GetObject()
+		if err := w.client.Tracker().Update(action.GetResource(), obj, ""); err != nil {
+			return true, nil, err
+		}
+		return true, nil, apierrors.NewInternalError(errors.New("the answer was lost"))
+	})
+	w.agent().reconcile(context.Background())
+	require.Equal(t, 1, w.rebooter.calls, "the recorded attempt was not asked for")
+	st := w.state()
+	require.Equal(t, state.PhaseRebooting, st.Phase)
+	require.Equal(t, 1, st.RebootAttempts, "one request, one attempt")
 }
 
 // TestRefusedRebootIsAnAttempt: a refused request is decided on: one more
