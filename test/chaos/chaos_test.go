@@ -91,7 +91,7 @@ func TestChaos(t *testing.T) {
 	}
 	if *dryFlag {
 		for _, seed := range seeds {
-			fmt.Print(drawConfig(seed, false).describe())
+			fmt.Print(drawConfig(seed).describe())
 		}
 		return
 	}
@@ -133,7 +133,7 @@ func report(t *testing.T, res Result, err error) {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	if res.Dir != "" {
-		fmt.Fprintf(&b, "logs kept in %s (chaos.log, hosts/<node>/agent.log, cp/)\n", res.Dir)
+		fmt.Fprintf(&b, "logs kept in %s (chaos.log, hosts/<node>/agent.log, controllers/<replica>.log, cp/)\n", res.Dir)
 	}
 	fmt.Fprintf(&b, "replay: %s", ReplayCommand(res.Seed))
 	t.Error(b.String())

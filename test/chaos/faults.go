@@ -114,8 +114,7 @@ func (r *run) injectFault(ctx context.Context, i int, e event) error {
 	case faultPersistentNeed:
 		return r.persistentNeed(ctx, e)
 	case faultKillController:
-		r.count(e.kind)
-		return r.env.KillController(ctx)
+		return r.killLeader(ctx, e.dur) // counted when it kills
 	}
 	return fmt.Errorf("unknown fault kind %q", e.kind)
 }
@@ -148,8 +147,13 @@ func (r *run) onWrite(w faultproxy.Write) {
 	}
 	r.logf("%s: killed right after %s %s/%s", w.Node, w.Kind(), w.Namespace, w.Name)
 	r.count(faultKillAfterWrite)
-	r.count(faultKillAfterWrite + ":" + w.Kind())
-	if err := r.killAndRestart(w.Node, kill.restart); err != nil {
+	// The listener is a node's agent or a controller replica.
+	killer, kind := r.killAndRestart, w.Kind()
+	if r.ctl.has(w.Node) {
+		killer, kind = r.killControllerAndRestart, kind+" (controller)"
+	}
+	r.count(faultKillAfterWrite + ":" + kind)
+	if err := killer(w.Node, kill.restart); err != nil {
 		r.harnessErr(err)
 	}
 }
@@ -172,15 +176,15 @@ func (r *run) takeArmed(kind string) *writeKill {
 	return nil
 }
 
-// proxyFaults makes the node's (or, without a node, every node's) requests
-// slow or failing for e.dur. The watches are dropped at the start: an idle
-// agent sends little else, and its informers must list and watch again
-// through the faults.
+// proxyFaults makes the node's or replica's (or, without one, everyone's)
+// requests slow or failing for e.dur. The watches are dropped at the start:
+// an idle agent sends little else, and its informers must list and watch
+// again through the faults.
 func (r *run) proxyFaults(ctx context.Context, e event, f faultproxy.Faults) error {
 	r.count(e.kind)
 	nodes := []string{e.node}
 	if e.node == "" {
-		nodes = r.cfg.nodes
+		nodes = r.listeners()
 	}
 	for _, n := range nodes {
 		r.proxy.SetFaults(n, f)
@@ -228,7 +232,10 @@ func (r *run) reregister(ctx context.Context, node string) error {
 
 // changeLimit changes the limit in force, as a helm upgrade does (every
 // agent restarted, one after the other, with the new --concurrency of a new
-// --config-generation) or as an operator editing the header Lease does.
+// --config-generation) or as an operator editing the header Lease does; in
+// controller mode, by restarting the controllers with a new
+// --max-unavailable (changeControllerLimit). Until the new limit is in
+// force the watcher holds the larger of the two.
 func (r *run) changeLimit(ctx context.Context, limit int, how string) error {
 	r.limitMu.Lock()
 	defer r.limitMu.Unlock()
@@ -242,16 +249,23 @@ func (r *run) changeLimit(ctx context.Context, limit int, how string) error {
 	r.mu.Unlock()
 	r.count(faultLimitChange)
 	r.logf("limit %d -> %d (generation %d, %s)", old, limit, gen, how)
+	r.watcher.SetLimit(r.cfg.limitInForce(max(old, limit)))
 	var err error
-	if how == "header" {
+	inForce := true
+	switch {
+	case r.cfg.controller != nil:
+		inForce, err = r.changeControllerLimit(ctx, limit, gen, how)
+	case how == "header":
 		err = r.editHeaderLimit(ctx, limit, gen)
-	} else {
-		err = r.restartWithLimit(ctx, limit, gen)
+	default:
+		err = r.restartAgents(ctx, limit, gen)
 	}
 	r.mu.Lock()
 	r.limit = limit
 	r.mu.Unlock()
-	r.watcher.SetLimit(limit)
+	if inForce {
+		r.watcher.SetLimit(r.cfg.limitInForce(limit))
+	}
 	return err
 }
 
@@ -260,7 +274,6 @@ func (r *run) changeLimit(ctx context.Context, limit int, how string) error {
 const limitGrace = 2 * time.Second
 
 func (r *run) editHeaderLimit(ctx context.Context, limit int, gen int64) error {
-	r.watcher.SetLimit(max(r.currentLimit(), limit))
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"%d",%q:"%d"}}}`, sim.LimitAnnotation, limit, sim.LimitGenAnnotation, gen)
 	if err := r.patchLease(ctx, lockName, patch); err != nil {
 		return err
@@ -269,10 +282,11 @@ func (r *run) editHeaderLimit(ctx context.Context, limit int, gen int64) error {
 	return nil
 }
 
-func (r *run) restartWithLimit(ctx context.Context, limit int, gen int64) error {
-	// Until every agent runs the new generation, the old limit may still be
-	// in force on some; the first one that starts writes the new one.
-	r.watcher.SetLimit(max(r.currentLimit(), limit))
+// restartAgents restarts every agent, one after the other, with the new
+// --concurrency of a new --config-generation. Until every agent runs the new
+// generation, the old limit may still be in force on some; the first one
+// that starts writes the new one.
+func (r *run) restartAgents(ctx context.Context, limit int, gen int64) error {
 	for _, n := range r.cfg.nodes {
 		if err := r.sup.SetAgentFlags(n, r.nodeFlags(n, limit, gen)); err != nil {
 			return err
@@ -326,12 +340,6 @@ func (r *run) persistentNeed(ctx context.Context, e event) error {
 // persistentNeedWait bounds the wait for the node's first reboot for a need
 // that survives reboots (its turn may be long in coming under the faults).
 const persistentNeedWait = 45 * time.Second
-
-func (r *run) currentLimit() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.limit
-}
 
 // toggleNodeAnnotation sets an annotation on the node, and takes it away
 // after e.dur if the event has one.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,10 +38,7 @@ type Env struct {
 	// KeepDir, when set, keeps every run's folder (control plane and agent
 	// logs); a failed run's folder is always kept.
 	KeepDir bool
-	// KillController, when set, kills the controller's leader: the schedule
-	// then draws that fault too. Nil until the controller exists.
-	KillController func(ctx context.Context) error
-	Log            io.Writer // progress; nil discards it
+	Log     io.Writer // progress; nil discards it
 }
 
 // run is one seed's world while it runs.
@@ -53,30 +51,35 @@ type run struct {
 	client  kubernetes.Interface
 	proxy   *faultproxy.Proxy
 	sup     *sim.Supervisor
+	ctl     *controllers // controller mode's replicas; nil otherwise
 	watcher *sim.Watcher
 	log     *os.File
 
-	mu          sync.Mutex
-	counts      map[string]int      // faults injected, by kind
-	forces      map[string]int      // force-reboot=true set by the schedule, by node
-	sentinels   map[string]int      // sentinels set by the schedule after the start, by node
-	failed      map[string]int      // times a node was seen Failed
-	halts       map[string][]string // why each halted node said it halted
-	limit       int                 // the limit in force
-	generation  int64               // the agents' --config-generation, and the header's
-	armed       []*writeKill
-	restarts    sync.Mutex // one control plane restart at a time
-	limitMu     sync.Mutex // one limit change at a time
-	faultsWG    sync.WaitGroup
-	background  sync.WaitGroup // agent restarts after kills
-	harnessErrs []error
+	mu        sync.Mutex
+	counts    map[string]int // faults injected, by kind
+	forces    map[string]int // force-reboot=true set by the schedule, by node
+	sentinels map[string]int // sentinels set by the schedule after the start, by node
+	failed    map[string]int // times a node was seen Failed
+	excused   map[string]int // of those, halts that kills between an attempt and its request explain
+	// restartsSpent: agent restarts already taken to explain lost attempts.
+	restartsSpent map[string]int
+	halts         map[string][]string // why each halted node said it halted
+	limit         int                 // the limit in force (before limitInForce)
+	ctlLimit      int                 // the controllers' --max-unavailable
+	generation    int64               // the agents' --config-generation, and the header's
+	armed         []*writeKill
+	restarts      sync.Mutex // one control plane restart at a time
+	limitMu       sync.Mutex // one limit change at a time
+	faultsWG      sync.WaitGroup
+	background    sync.WaitGroup // agent restarts after kills
+	harnessErrs   []error
 }
 
 // Run runs one seed and returns its result. An error means the run could
 // not be carried out (the harness failed), not that an invariant broke.
 func Run(ctx context.Context, env Env, seed uint64) (Result, error) {
 	start := time.Now()
-	cfg := drawConfig(seed, env.KillController != nil)
+	cfg := drawConfig(seed)
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", fmt.Sprintf("nodepatch-chaos-%d-", seed))
@@ -84,7 +87,7 @@ func Run(ctx context.Context, env Env, seed uint64) (Result, error) {
 		return Result{}, fmt.Errorf("run folder: %w", err)
 	}
 	r := &run{ctx: ctx, env: env, cfg: cfg, dir: dir, counts: map[string]int{}, forces: map[string]int{}, sentinels: map[string]int{},
-		failed: map[string]int{}, halts: map[string][]string{}, limit: cfg.limit}
+		failed: map[string]int{}, excused: map[string]int{}, restartsSpent: map[string]int{}, halts: map[string][]string{}, limit: cfg.limit, ctlLimit: cfg.limitInForce(cfg.limit)}
 	res, err := r.execute(ctx)
 	res.Seed, res.Elapsed, res.Dir = seed, time.Since(start), dir
 	if err == nil && len(res.Violations) == 0 && !env.KeepDir {
@@ -107,11 +110,15 @@ func (r *run) execute(ctx context.Context) (Result, error) {
 	}
 	r.playSchedule(ctx)
 	r.settleAndCheck(ctx)
+	if r.ctl != nil {
+		r.checkControllers(ctx)
+	}
 	return r.result(), errors.Join(r.harnessErrs...)
 }
 
 // setUp starts the control plane, the proxy, the hosts with their Nodes,
-// the watcher, the workload and the agents, then sets the sentinels.
+// the watcher, the workload, in controller mode the controllers, and the
+// agents, then sets the sentinels.
 func (r *run) setUp(ctx context.Context) error {
 	cp, err := harness.StartControlPlane(ctx, harness.Options{BinDir: r.env.BinDir, Dir: filepath.Join(r.dir, "cp"), Kwok: true})
 	if err != nil {
@@ -124,7 +131,7 @@ func (r *run) setUp(ctx context.Context) error {
 	if r.watcher, err = sim.StartWatcher(ctx, r.client, namespace); err != nil {
 		return err
 	}
-	r.watcher.SetLimit(r.cfg.limit)
+	r.watcher.SetLimit(r.cfg.limitInForce(r.cfg.limit))
 	if err := r.startProxy(); err != nil {
 		return err
 	}
@@ -136,6 +143,11 @@ func (r *run) setUp(ctx context.Context) error {
 	}
 	for _, n := range r.cfg.operatorCordon {
 		if err := r.operatorCordon(ctx, n); err != nil {
+			return err
+		}
+	}
+	if r.cfg.controller != nil {
+		if err := r.startControllers(ctx); err != nil {
 			return err
 		}
 	}
@@ -175,7 +187,7 @@ func (r *run) startProxy() error {
 		return err
 	}
 	r.proxy = p
-	for _, n := range r.cfg.nodes {
+	for _, n := range r.listeners() {
 		if _, err := p.Listen(n); err != nil {
 			return err
 		}
@@ -186,6 +198,16 @@ func (r *run) startProxy() error {
 	return nil
 }
 
+// listeners are the proxy's listeners: one per node's agent and, in
+// controller mode, one per controller replica.
+func (r *run) listeners() []string {
+	names := slices.Clone(r.cfg.nodes)
+	if r.cfg.controller != nil {
+		names = append(names, r.cfg.controller.replicas...)
+	}
+	return names
+}
+
 func (r *run) kubeconfigPath(node string) string {
 	return filepath.Join(r.dir, "kubeconfig-"+node)
 }
@@ -194,6 +216,9 @@ func (r *run) startSupervisor(ctx context.Context) error {
 	flags := []string{
 		"--reboot-timeout=6s", "--drain-timeout=4s", "--drain-retry-backoff=2s",
 		"--lock-ttl=" + r.cfg.lockTTL.String(),
+	}
+	if r.cfg.controller != nil {
+		flags = append(flags, "--admission=controller")
 	}
 	nodeFlags := map[string][]string{}
 	for _, n := range r.cfg.nodes {
@@ -244,6 +269,11 @@ func (r *run) onRebootRequest(node string) {
 func (r *run) teardown() {
 	r.faultsWG.Wait()
 	r.background.Wait()
+	if r.ctl != nil {
+		if err := r.ctl.stop(); err != nil {
+			r.logf("stop controllers: %v", err)
+		}
+	}
 	if r.sup != nil {
 		if err := r.sup.Stop(); err != nil {
 			r.logf("stop supervisor: %v", err)

@@ -1,5 +1,6 @@
 // Package chaos runs seeded chaos runs: real `nodepatch agent` processes on
-// simulated hosts (test/sim) against a real kube-apiserver and etcd, reached
+// simulated hosts (test/sim) and, on half the seeds, two replicas of
+// `nodepatch controller`, against a real kube-apiserver and etcd, reached
 // through a fault-injecting proxy (test/faultproxy), under a schedule of
 // faults drawn from the seed, while sim.Watcher checks the invariants.
 package chaos
@@ -31,7 +32,7 @@ const (
 	faultForce            = "force"
 	faultFailReboot       = "fail-reboot"
 	faultPDB              = "pdb-block"
-	faultKillController   = "kill-controller"
+	faultKillController   = "controller-kill"
 	faultNeedReboot       = "need-reboot"
 	faultPersistentNeed   = "persistent-need"
 )
@@ -56,6 +57,27 @@ type config struct {
 	needReboot     []string // nodes whose sentinel is set at the start
 	window         time.Duration
 	events         []event
+	// controller, when set, runs the rollout controller: the agents wait for
+	// its admissions (--admission=controller). Nil: they race for slots.
+	controller *controllerConfig
+}
+
+// controllerConfig is a controller-mode run's rollout controller.
+type controllerConfig struct {
+	replicas         []string // identities, one proxy listener each
+	admissionTimeout time.Duration
+}
+
+// limitInForce is the limit the lock holds the holders to under limit: the
+// agents' --concurrency, or in controller mode the controller's
+// --max-unavailable, which counts the operator's cordons against it (the
+// rollout would halt for good at limit 1 with a node cordoned otherwise), so
+// it is raised by as many.
+func (c config) limitInForce(limit int) int {
+	if c.controller == nil {
+		return limit
+	}
+	return limit + len(c.operatorCordon)
 }
 
 // event is one fault of the schedule: it starts at at, and a fault with a
@@ -97,7 +119,7 @@ func (e event) String() string {
 // drawConfig draws the world and the schedule from the seed: the same seed
 // always gives the same schedule (the timing of the processes under it
 // varies from run to run).
-func drawConfig(seed uint64, withController bool) config {
+func drawConfig(seed uint64) config {
 	r := rand.New(rand.NewPCG(seed, 0x6e6f646570617463)) // "nodepatc"
 	c := config{seed: seed, limit: 1 + r.IntN(2), window: 20*time.Second + between(r, 0, 10*time.Second)}
 	for i := range 4 + r.IntN(3) {
@@ -125,12 +147,13 @@ func drawConfig(seed uint64, withController bool) config {
 	if len(c.needReboot) == 0 {
 		c.needReboot = []string{c.nodes[0]}
 	}
-	c.events = drawEvents(r, c, withController)
+	c.events = drawEvents(r, c)
+	drawController(seed, &c)
 	return c
 }
 
 // drawEvents draws 8 to 15 faults spread over the window.
-func drawEvents(r *rand.Rand, c config, withController bool) []event {
+func drawEvents(r *rand.Rand, c config) []event {
 	kinds := []string{
 		faultKill, faultKill, faultKillAfterWrite, faultKillAfterWrite, faultKillAfterWrite,
 		faultAPIErrors, faultAPIDelay, faultDropWatches, faultDropConns,
@@ -138,9 +161,6 @@ func drawEvents(r *rand.Rand, c config, withController bool) []event {
 		faultLimitChange, faultBlock, faultPause, faultForce, faultFailReboot, faultPDB, faultPersistentNeed,
 		// New patches keep cycles going all through the window.
 		faultNeedReboot, faultNeedReboot, faultNeedReboot, faultNeedReboot,
-	}
-	if withController {
-		kinds = append(kinds, faultKillController)
 	}
 	var events []event
 	restarts := 0
@@ -213,6 +233,44 @@ func drawEvent(r *rand.Rand, c config, kind string) event {
 	return e
 }
 
+// controllerStream seeds the controller's draws: a stream of their own, so
+// that the draws above, and with them every seed's schedule, stay as they
+// were before controller mode. It is "controll" plus an offset chosen so
+// that the seeds chaos_test.go lists, all found before controller mode, keep
+// their agents-only world (TestSeedsFoundBeforeTheControllerKeepTheirWorld),
+// while 99 of seeds 1–200 draw controller mode.
+const controllerStream = 0x636f6e74726f6c6c + 1583
+
+// controllerReplicas are the identities of a controller-mode run's two
+// replicas, as the chart's Deployment runs two.
+func controllerReplicas() []string { return []string{"controller-0", "controller-1"} }
+
+// drawController draws whether the run uses the rollout controller (half
+// the seeds do) and, if it does, its admission timeout and its own faults:
+// its leader killed once or twice, and up to two proxy faults on a replica's
+// requests. They merge into the schedule by time; the other faults keep
+// their order.
+func drawController(seed uint64, c *config) {
+	r := rand.New(rand.NewPCG(seed, controllerStream))
+	if r.IntN(2) != 0 {
+		return
+	}
+	c.controller = &controllerConfig{replicas: controllerReplicas(),
+		admissionTimeout: between(r, 5*time.Second, 15*time.Second).Round(time.Second)}
+	var events []event
+	for range 1 + r.IntN(2) {
+		events = append(events, event{at: between(r, 0, c.window), kind: faultKillController,
+			dur: between(r, 0, 5*time.Second)}) // until the Deployment's pod restarts
+	}
+	for range r.IntN(3) {
+		e := drawEvent(r, *c, pick(r, []string{faultAPIErrors, faultAPIDelay, faultDropWatches, faultDropConns}))
+		e.node = pick(r, c.controller.replicas)
+		events = append(events, e)
+	}
+	c.events = append(c.events, events...)
+	slices.SortStableFunc(c.events, func(a, b event) int { return int(a.at - b.at) })
+}
+
 func between(r *rand.Rand, lo, hi time.Duration) time.Duration {
 	if hi <= lo {
 		return lo
@@ -240,8 +298,12 @@ func (c config) describe() string {
 	if c.skewNode != "" {
 		fmt.Fprintf(&b, ", clock of %s off by %s", c.skewNode, c.skew)
 	}
-	fmt.Fprintf(&b, ", operator cordoned %v, reboot needed on %v, faults over %s:\n", c.operatorCordon, c.needReboot,
-		c.window.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, ", operator cordoned %v, reboot needed on %v", c.operatorCordon, c.needReboot)
+	if c.controller != nil {
+		fmt.Fprintf(&b, ", controller mode (replicas %v, --max-unavailable=%d, --admission-timeout=%s)",
+			c.controller.replicas, c.limitInForce(c.limit), c.controller.admissionTimeout)
+	}
+	fmt.Fprintf(&b, ", faults over %s:\n", c.window.Round(100*time.Millisecond))
 	for _, e := range c.events {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}

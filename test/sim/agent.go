@@ -58,7 +58,7 @@ func (s *Supervisor) startLocked(name string, n *simNode) (*harness.Process, err
 		Path:    s.opts.Binary,
 		Args:    s.agentArgs(name, n),
 		LogPath: s.AgentLogPath(name),
-		Env:     agentEnv(),
+		Env:     ProcessEnv(),
 	})
 	if err != nil {
 		return nil, err
@@ -194,13 +194,14 @@ func (s *Supervisor) agentArgs(name string, n *simNode) []string {
 	return append(args, n.extraFlags...)
 }
 
-// agentEnv is our environment without the variables the agent reads its
-// settings from, so that only the command line configures it.
-func agentEnv() []string {
+// ProcessEnv is our environment without the variables nodepatch reads its
+// settings from (an agent's or a controller's), so that only the command
+// line configures it.
+func ProcessEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "NODEPATCH_") || name == "NODE_NAME" || name == "POD_NAMESPACE" {
+		if strings.HasPrefix(name, "NODEPATCH_") || name == "NODE_NAME" || name == "POD_NAMESPACE" || name == "POD_NAME" {
 			continue
 		}
 		env = append(env, kv)
