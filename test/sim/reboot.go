@@ -38,6 +38,7 @@ func (s *Supervisor) handleRebootRequest(name string, host *Host) error {
 	fail := false
 	_ = s.withNode(name, func(n *simNode) error {
 		fail = n.failReboot
+		n.requestsThisBoot++
 		if fail {
 			n.ignored++
 		}
@@ -88,7 +89,7 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	var proc *harness.Process
 	err = s.withNode(name, func(n *simNode) error {
 		n.reboots++
-		n.rebooting = false
+		n.rebooting, n.requestsThisBoot = false, 0
 		var err error
 		proc, err = s.startLocked(name, n)
 		return err

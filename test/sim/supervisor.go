@@ -91,14 +91,17 @@ type Supervisor struct {
 
 // simNode is the supervisor's record of one host; guarded by Supervisor.mu.
 type simNode struct {
-	host       *Host
-	agent      *harness.Process // the current run, nil before the first
-	killed     bool             // the current run was killed on purpose
-	starts     int
-	reboots    int
-	ignored    int
-	failReboot bool
-	extraFlags []string
+	host    *Host
+	agent   *harness.Process // the current run, nil before the first
+	killed  bool             // the current run was killed on purpose
+	starts  int
+	reboots int
+	ignored int
+	// requestsThisBoot counts the reboot requests the host saw, obeyed or
+	// not, since it last booted.
+	requestsThisBoot int
+	failReboot       bool
+	extraFlags       []string
 	// persistentNeed keeps the sentinel across reboots (SetPersistentNeed).
 	persistentNeed bool
 	// rebooting is set while the supervisor plays a reboot: the agent is down
@@ -228,6 +231,15 @@ func (s *Supervisor) Reboots(name string) int {
 func (s *Supervisor) IgnoredRebootRequests(name string) int {
 	count := 0
 	_ = s.withNode(name, func(n *simNode) error { count = n.ignored; return nil })
+	return count
+}
+
+// RebootRequestsThisBoot is how many reboot requests the host has seen since
+// it last booted: with the attempts a node records, it tells an attempt the
+// host ignored from one that never reached it (its agent died in between).
+func (s *Supervisor) RebootRequestsThisBoot(name string) int {
+	count := 0
+	_ = s.withNode(name, func(n *simNode) error { count = n.requestsThisBoot; return nil })
 	return count
 }
 

@@ -27,6 +27,7 @@ const (
 	BlockAnnotation     = "nodepatch.io/block-reboot"
 	PauseAnnotation     = "nodepatch.io/pause"
 	RepeatedAnnotation  = "nodepatch.io/repeated-reboots"
+	AttemptsAnnotation  = "nodepatch.io/reboot-attempts"
 	LimitAnnotation     = "nodepatch.io/limit"
 	LimitGenAnnotation  = "nodepatch.io/limit-generation"
 	DefaultWaitDeadline = 2 * time.Minute
