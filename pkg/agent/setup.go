@@ -34,11 +34,11 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch")
+	m := metrics.New(o.NodeName, version.Version)
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch", m.CountRequest)
 	if err != nil {
 		return err
 	}
-	m := metrics.New(o.NodeName, version.Version)
 	ready := &atomic.Bool{}
 	srv, err := metrics.Serve(o.MetricsAddress, m.Registry, ready, log)
 	if err != nil {

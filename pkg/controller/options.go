@@ -109,7 +109,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller")
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", nil)
 	if err != nil {
 		return err
 	}

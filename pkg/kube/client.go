@@ -12,8 +12,9 @@ import (
 )
 
 // NewClient builds a clientset from a kubeconfig file, or in-cluster when it is
-// empty, that names itself component/version to the API server.
-func NewClient(kubeconfig, component string) (kubernetes.Interface, error) {
+// empty, that names itself component/version to the API server. count, when
+// not nil, hears of every request it makes.
+func NewClient(kubeconfig, component string, count CountFunc) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -25,5 +26,8 @@ func NewClient(kubeconfig, component string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
 	}
 	cfg.UserAgent = component + "/" + version.Version
+	if count != nil {
+		cfg.Wrap(Counting(count))
+	}
 	return kubernetes.NewForConfig(cfg)
 }

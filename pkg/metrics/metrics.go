@@ -3,6 +3,7 @@
 package metrics
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,8 @@ type Metrics struct {
 	BuildInfo        *prometheus.GaugeVec
 	AnnotationErrors prometheus.Counter
 	Notifications    *prometheus.CounterVec
+	// APIRequests counts the agent's requests to the API server.
+	APIRequests *prometheus.CounterVec
 	// BootIDMismatch is 1, labelled with both ids, while the host's boot id is
 	// not the kubelet's.
 	BootIDMismatch *prometheus.GaugeVec
@@ -75,6 +78,8 @@ func New(node, version string) *Metrics {
 		PackagesUpgraded: f.counter("nodepatch_packages_upgraded_total", "Packages upgraded by patch runs."),
 		PatchRuns:        f.counterVec("nodepatch_patch_runs_total", "Patch runs, by result.", "result"),
 		BuildInfo:        f.gaugeVec("nodepatch_build_info", "Always 1; the version label says which build runs.", "version"),
+		APIRequests: f.counterVecLabels("nodepatch_api_requests_total",
+			"API server requests the agent made, by verb, resource and status code (0: no answer).", "verb", "resource", "code"),
 		Notifications: f.counterVecLabels("nodepatch_notifications_total",
 			"Notifications by sink (scheme, host), event kind and result: delivered, failed (refused or out of attempts), dropped (queue full or stopped).",
 			"sink", "kind", "result"),
@@ -219,4 +224,9 @@ func (f factory) histogram(name, help string, buckets []float64) prometheus.Hist
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: f.labels, Buckets: buckets})
 	f.reg.MustRegister(h)
 	return h
+}
+
+// CountRequest is a kube.CountFunc that counts into APIRequests.
+func (m *Metrics) CountRequest(verb, resource string, code int) {
+	m.APIRequests.WithLabelValues(verb, resource, strconv.Itoa(code)).Inc()
 }
