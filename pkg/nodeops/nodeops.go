@@ -142,7 +142,7 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 	}
 	helper := &drain.Helper{
 		Ctx:                             ctx,
-		Client:                          n.Client,
+		Client:                          budgetWaiting{Interface: n.Client},
 		GracePeriodSeconds:              opts.GracePeriod,
 		IgnoreAllDaemonSets:             true,
 		DeleteEmptyDirData:              opts.DeleteEmptyDirData,
@@ -150,7 +150,7 @@ func (n *Node) Drain(ctx context.Context, opts DrainOptions) error {
 		SkipWaitForDeleteTimeoutSeconds: opts.SkipWaitForDeleteTimeout,
 		DisableEviction:                 opts.DisableEviction,
 		PodSelector:                     opts.PodSelector,
-		EvictErrorRetryDelay:            time.Second,
+		EvictErrorRetryDelay:            evictRetryDelay, // budgetWaiting has waited for the budget
 		Out:                             opts.Log,
 		ErrOut:                          opts.Log,
 		OnPodDeletedOrEvicted: func(pod *corev1.Pod, _ bool) {
@@ -220,10 +220,16 @@ func (n *Node) DrainBlockers(ctx context.Context, opts DrainOptions) ([]string, 
 	return out, nil
 }
 
+// selects tells whether the budget covers the pod (an empty or bad selector
+// covers nothing, as the API server's eviction check has it).
+func selects(pdb policyv1.PodDisruptionBudget, p corev1.Pod) bool {
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	return err == nil && !sel.Empty() && sel.Matches(labels.Set(p.Labels))
+}
+
 func describeBlocker(p corev1.Pod, pdbs []policyv1.PodDisruptionBudget) string {
 	for _, pdb := range pdbs {
-		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+		if !selects(pdb, p) {
 			continue
 		}
 		return fmt.Sprintf("pod %s/%s (PodDisruptionBudget %s allows %d disruptions)", p.Namespace, p.Name, pdb.Name, pdb.Status.DisruptionsAllowed)
