@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ type Metrics struct {
 	BudgetUsed   prometheus.Gauge
 	BudgetTrips  prometheus.Counter
 	DecisionTime prometheus.Histogram
+	APIRequests  *prometheus.CounterVec
 }
 
 // NewMetrics builds and registers the controller's metrics.
@@ -62,9 +64,21 @@ func NewMetrics() *Metrics {
 			reg.MustRegister(h)
 			return h
 		}(),
+		APIRequests: func() *prometheus.CounterVec {
+			c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nodepatch_controller_api_requests_total",
+				Help: "API server requests the controller made, by verb, resource and status code (0: no answer)."},
+				[]string{"verb", "resource", "code"})
+			reg.MustRegister(c)
+			return c
+		}(),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// CountRequest is a kube.CountFunc that counts into APIRequests.
+func (m *Metrics) CountRequest(verb, resource string, code int) {
+	m.APIRequests.WithLabelValues(verb, resource, strconv.Itoa(code)).Inc()
 }
 
 var phases = []string{"Idle", "Waiting", "Admitted", "Draining", "Rebooting", "Failed"}

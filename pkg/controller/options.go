@@ -109,11 +109,11 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", nil)
+	m := NewMetrics()
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", m.CountRequest)
 	if err != nil {
 		return err
 	}
-	m := NewMetrics()
 	ready := &atomic.Bool{}
 	srv, err := metrics.Serve(o.MetricsAddress, m.Registry, ready, log)
 	if err != nil {

@@ -1,5 +1,3 @@
-// Package bench measures whole rollouts on a real control plane. Timings are
-// reported, never asserted: these machines are shared and noisy.
 package bench
 
 import (

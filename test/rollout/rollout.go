@@ -144,12 +144,11 @@ func run(ctx context.Context, o Options, cp *harness.ControlPlane, bin, dir stri
 	for _, n := range names {
 		s.Rebooted += min(sup.Reboots(n), 1)
 	}
-	s.MeanDrain, err = meanDrain(ctx, client)
+	s.MeanDrain, err = MeanDrain(ctx, client)
 	if err != nil {
 		return s, err
 	}
-	waves := math.Ceil(float64(o.Nodes) / float64(o.Concurrency))
-	s.Ideal = time.Duration(waves * float64(s.MeanDrain+o.RebootDuration))
+	s.Ideal = Ideal(o.Nodes, o.Concurrency, s.MeanDrain, o.RebootDuration)
 	return s, sup.Err()
 }
 
@@ -239,8 +238,15 @@ func rowsOf(nodes []corev1.Node, sup *sim.Supervisor) ([]row, int) {
 
 var drainedIn = regexp.MustCompile(`drained in ([0-9.]+[a-zµ]+)`)
 
-// meanDrain averages the drain times the agents reported in their Events.
-func meanDrain(ctx context.Context, client kubernetes.Interface) (time.Duration, error) {
+// Ideal is the time a rollout of nodes, limit at a time, takes if nothing but
+// the drains and the reboots takes time: ceil(nodes/limit) x (drain + reboot).
+func Ideal(nodes, limit int, drain, reboot time.Duration) time.Duration {
+	waves := math.Ceil(float64(nodes) / float64(limit))
+	return time.Duration(waves * float64(drain+reboot))
+}
+
+// MeanDrain averages the drain times the agents reported in their Events.
+func MeanDrain(ctx context.Context, client kubernetes.Interface) (time.Duration, error) {
 	events, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "reason=Drained"})
 	if err != nil {
 		return 0, fmt.Errorf("reading drain Events: %w", err)
