@@ -40,5 +40,6 @@ func bindControllerFlags(f *pflag.FlagSet, o *controller.Options) {
 	f.StringArrayVar(&o.MaxUnavailablePer, "max-unavailable-per", nil, "KEY=N: at most N nodes out per value of label KEY (repeatable), e.g. topology.kubernetes.io/zone=1")
 	f.StringVar(&o.ControlPlane, "control-plane", "last", "when control-plane nodes go: last, first or any (always one at a time)")
 	f.StringVar(&o.FailureBudget, "failure-budget", "", "N/DURATION: pause the rollout after N failed cycles within DURATION, e.g. 3/1h; empty: never")
+	f.StringVar(&o.PoolsConfigMap, "pools-configmap", "", "ConfigMap (in --namespace) of per-pool policies, one key per pool, watched: edits apply without a restart; empty: no pools")
 	f.DurationVar(&o.AdmissionTimeout, "admission-timeout", 5*time.Minute, "revoke an admission that no cycle followed within this long")
 }

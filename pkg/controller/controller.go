@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/nodepatch/nodepatch/pkg/lock"
+	"github.com/nodepatch/nodepatch/pkg/policy"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	// ElectionLease is the Lease the replicas elect a leader on.
 	ElectionLease string
 	Settings      Settings
+	// PoolsConfigMap names the ConfigMap of the pools, in Namespace; empty:
+	// no pools, every node under Settings.Rules.
+	PoolsConfigMap string
 	// Resync bounds how long a decision waits without any event (admission
 	// timeouts and the budget's window pass without one).
 	Resync  time.Duration
@@ -143,10 +147,24 @@ func lead(ctx context.Context, cfg Config) error {
 	leases.Start(ctx.Done())
 	defer nodes.Shutdown()
 	defer leases.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), nodeInformer.Informer().HasSynced, leaseInformer.Informer().HasSynced) {
-		return errors.New("the node and lease caches did not sync")
+	synced := []cache.InformerSynced{nodeInformer.Informer().HasSynced, leaseInformer.Informer().HasSynced}
+	var pools informers.SharedInformerFactory
+	if cfg.PoolsConfigMap != "" {
+		pools = poolsInformer(cfg)
+		if _, err := pools.Core().V1().ConfigMaps().Informer().AddEventHandler(handler); err != nil {
+			return err
+		}
+		pools.Start(ctx.Done())
+		defer pools.Shutdown()
+		synced = append(synced, pools.Core().V1().ConfigMaps().Informer().HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return errors.New("the node, lease and pools caches did not sync")
 	}
 	r := NewRollout(cfg, nodeInformer.Lister(), leaseInformer.Lister().Leases(cfg.Namespace))
+	if pools != nil {
+		r.ReadPoolsFrom(pools.Core().V1().ConfigMaps().Lister().ConfigMaps(cfg.Namespace))
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -187,6 +205,17 @@ type Rollout struct {
 	pending map[string]time.Time
 	limit   int
 	paused  string
+	// rules: the rules written on the header with limit.
+	rules string
+	// The pools: where they are read from, the last good ones (known: there
+	// are some), and what was last told of them (a fault, the pools applied,
+	// nodes that several pools select, by node).
+	configMaps   ConfigMapGetter
+	pools        []policy.Pool
+	poolsKnown   bool
+	poolsFault   string
+	poolsApplied string
+	overlaps     map[string]string
 }
 
 // NewRollout starts a term of leadership over the given caches; writes go
@@ -195,7 +224,8 @@ func NewRollout(cfg Config, nodes NodeLister, leases LeaseGetter) *Rollout {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Rollout{cfg: cfg, nodes: nodes, leases: leases, failures: map[string]time.Time{}, pending: map[string]time.Time{}}
+	return &Rollout{cfg: cfg, nodes: nodes, leases: leases, failures: map[string]time.Time{}, pending: map[string]time.Time{},
+		overlaps: map[string]string{}}
 }
 
 // pendingView drops the admissions the cache shows now (or that are old enough
@@ -228,24 +258,32 @@ func (r *Rollout) Reconcile(ctx context.Context) error {
 	now := r.cfg.Clock()
 	NoteFailures(r.failures, nodes, now)
 	pause := ""
-	if header, err := r.leases.Get(r.cfg.LockName); err == nil {
+	header, err := r.leases.Get(r.cfg.LockName)
+	if err == nil {
 		pause = header.Annotations[state.AnnotationPause]
+	} else {
+		header = nil
 	}
+	pools, unknown, fault := r.poolsView(header)
 	act := Decide(r.cfg.Settings, View{Now: now, Nodes: nodes, PauseReason: pause, Failures: r.failures,
-		Pending: r.pendingView(nodes, now)})
+		Pending: r.pendingView(nodes, now), Pools: pools, PoolsUnknown: unknown})
+	r.notePools(act, fault)
 	errs := r.act(ctx, act, now)
+	if err := r.publishFault(ctx, header, fault); err != nil {
+		errs = append(errs, err)
+	}
 	r.cfg.Metrics.Record(act, time.Since(start))
 	return errors.Join(errs...)
 }
 
 func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 	var errs []error
-	if act.Limit != r.limit {
+	if rules := act.Rules.String(); act.Limit != r.limit || rules != r.rules {
 		if err := lock.SetControllerLimit(ctx, r.cfg.Client.CoordinationV1().Leases(r.cfg.Namespace), r.cfg.Namespace, r.cfg.LockName, act.Limit,
-			r.cfg.Settings.Rules.String()); err != nil {
+			rules); err != nil {
 			errs = append(errs, err)
 		} else {
-			r.limit = act.Limit
+			r.limit, r.rules = act.Limit, rules
 		}
 	}
 	if act.Pause != "" && act.Pause != r.paused {

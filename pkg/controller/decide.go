@@ -31,6 +31,11 @@ const LabelControlPlane = "node-role.kubernetes.io/control-plane"
 // RulePaused holds every waiting node while the rollout is paused.
 const RulePaused = "paused"
 
+// RulePoolsUnknown holds every waiting node while the pools ConfigMap is bad
+// and this leader knows no good content (none since it started, and none
+// published on the lock's header).
+const RulePoolsUnknown = "pools unknown: the pools ConfigMap is invalid and no good content is known"
+
 // View is what the controller observes: every Node, the pause on the lock's
 // header, the failures it has seen, and the clock.
 type View struct {
@@ -42,6 +47,12 @@ type View struct {
 	// Pending are admissions this controller wrote that its cache does not show
 	// yet: read-your-writes, so that they count before the Node events come.
 	Pending map[string]bool
+	// Pools are the pools in force: the pools ConfigMap's content, or the last
+	// good one while it is bad.
+	Pools []policy.Pool
+	// PoolsUnknown: the ConfigMap is bad and no good content is known, so
+	// which limits bind which node is unknown: every waiting node is held.
+	PoolsUnknown bool
 }
 
 // Settings are the operator's choices.
@@ -62,8 +73,10 @@ type Actions struct {
 	Limit int
 	// Pause, when not empty, is the reason to pause the rollout with.
 	Pause string
-	// Plan is the policy's decision, for metrics and status.
-	Plan policy.Plan
+	// Plan is the policy's decision, for metrics and status; Rules the rules it
+	// was decided by (the settings' with the pools in force), to publish.
+	Plan  policy.Plan
+	Rules policy.Rules
 	// Phases counts the nodes by phase (Idle, Waiting, Draining, ...).
 	Phases map[string]int
 	// OldestNeed is the oldest waiting need; zero when none waits.
@@ -94,7 +107,9 @@ func Decide(s Settings, v View) Actions {
 			act.OldestNeed = pn.NeedSince
 		}
 	}
-	act.Plan = policy.Decide(s.Rules, nodes)
+	act.Rules = s.Rules
+	act.Rules.Pools = v.Pools
+	act.Plan = policy.Decide(act.Rules, nodes, v.Now)
 	act.Limit = act.Plan.Limit
 	pause := v.PauseReason
 	if s.Budget != nil {
@@ -106,19 +121,23 @@ func Decide(s Settings, v View) Actions {
 			pause = act.Pause
 		}
 	}
-	if pause != "" {
-		act.Plan = holdAll(act.Plan)
+	switch {
+	case pause != "":
+		act.Plan = holdAll(act.Plan, RulePaused)
+		return act
+	case v.PoolsUnknown:
+		act.Plan = holdAll(act.Plan, RulePoolsUnknown)
 		return act
 	}
 	act.Admit = act.Plan.Admit
 	return act
 }
 
-// holdAll turns every admission of plan into a hold by the pause.
-func holdAll(plan policy.Plan) policy.Plan {
+// holdAll turns every admission of plan into a hold by rule.
+func holdAll(plan policy.Plan, rule string) policy.Plan {
 	held := make([]policy.Hold, 0, len(plan.Admit)+len(plan.Held))
 	for _, n := range plan.Admit {
-		held = append(held, policy.Hold{Node: n, Rule: RulePaused})
+		held = append(held, policy.Hold{Node: n, Rule: rule})
 	}
 	plan.Held = append(held, plan.Held...)
 	plan.Admit = nil

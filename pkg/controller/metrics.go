@@ -26,6 +26,7 @@ type Metrics struct {
 	BudgetTrips  prometheus.Counter
 	DecisionTime prometheus.Histogram
 	APIRequests  *prometheus.CounterVec
+	Pools        PoolMetrics
 }
 
 // NewMetrics builds and registers the controller's metrics.
@@ -72,6 +73,7 @@ func NewMetrics() *Metrics {
 			return c
 		}(),
 	}
+	m.Pools = newPoolMetrics(reg)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -37,6 +37,9 @@ type Options struct {
 	ControlPlane      string
 	FailureBudget     string
 	AdmissionTimeout  time.Duration
+	// PoolsConfigMap names the ConfigMap of the pools (in Namespace); empty:
+	// no pools.
+	PoolsConfigMap string
 }
 
 // Validate checks every option and returns the settings they make. Each error
@@ -87,6 +90,9 @@ func (o Options) Validate() (Settings, error) {
 		}
 		s.Budget = &b
 	}
+	if msgs := validation.IsDNS1123Subdomain(o.PoolsConfigMap); o.PoolsConfigMap != "" && len(msgs) > 0 {
+		bad("pools-configmap", o.PoolsConfigMap, strings.Join(msgs, "; "))
+	}
 	if o.AdmissionTimeout <= 0 {
 		bad("admission-timeout", o.AdmissionTimeout, "want a positive duration")
 	}
@@ -125,10 +131,10 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	defer broadcaster.Shutdown()
 	ready.Store(true)
 	log.Info("controller started", "identity", o.Identity, "version", version.Version, "maxUnavailable", o.MaxUnavailable,
-		"maxUnavailablePer", o.MaxUnavailablePer, "controlPlane", o.ControlPlane, "failureBudget", o.FailureBudget)
+		"maxUnavailablePer", o.MaxUnavailablePer, "controlPlane", o.ControlPlane, "failureBudget", o.FailureBudget, "poolsConfigMap", o.PoolsConfigMap)
 	return Run(ctx, Config{
 		Client: client, Namespace: o.Namespace, LockName: o.LockName, Identity: o.Identity, ElectionLease: o.ElectionLease,
-		Settings: settings, Metrics: m, Log: log,
+		Settings: settings, PoolsConfigMap: o.PoolsConfigMap, Metrics: m, Log: log,
 		Events: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "nodepatch-controller"}),
 	})
 }

@@ -49,6 +49,9 @@ const (
 	// AnnotationRolloutPolicy: the rollout controller's rules (policy.Rules'
 	// text), so that `nodepatch status` can tell which one holds each node.
 	AnnotationRolloutPolicy = "nodepatch.io/rollout-policy"
+	// AnnotationRolloutPolicyError: why the rollout controller's pools
+	// ConfigMap is not in force (it keeps the last good pools); absent when it is.
+	AnnotationRolloutPolicyError = "nodepatch.io/rollout-policy-error"
 )
 
 // LimitSourceController is AnnotationLimitSource's value when the rollout

@@ -75,6 +75,9 @@ type Rules struct {
 	MaxUnavailable Quantity
 	PerLabel       []LabelLimit
 	ControlPlane   ControlPlaneOrder
+	// Pools have limits of their own over the nodes they select; PerLabel
+	// then binds only the nodes no pool selects (see Decide).
+	Pools []Pool
 }
 
 // Node is what the controller knows of one node in scope.
@@ -116,6 +119,18 @@ type Plan struct {
 	// Unavailable is how many are out now, before Admit.
 	Limit       int
 	Unavailable int
+	// Pools are each pool's nodes, limit and nodes out before Admit, in the
+	// rules' order; Overlaps the nodes more than one pool selects.
+	Pools    []PoolPlan
+	Overlaps []Overlap
+}
+
+// PoolPlan is one pool in a Plan.
+type PoolPlan struct {
+	Name        string
+	Nodes       int
+	Limit       int
+	Unavailable int
 }
 
 // Rule names, as holds report them and metrics label them.
@@ -131,47 +146,88 @@ const (
 func RulePerLabel(key string) string { return "max-unavailable-per " + key }
 
 // Decide admits waiting nodes in queue order (priority, then first come, first
-// served) while every limit allows: MaxUnavailable over all nodes in scope, each
-// per-label limit per label value, control-plane nodes one at a time and never
-// while another is NotReady, and the control-plane order. Nodes already out for
-// any reason (NotReady, cordoned by someone else, in a cycle) count against the
-// limits. A node held by the overall limit holds every node after it, so none
-// starves; one held by its own label's limit lets nodes elsewhere pass.
-func Decide(r Rules, nodes []Node) Plan {
-	plan := Plan{Limit: r.MaxUnavailable.Of(len(nodes))}
-	out := newCounts(r, nodes)
-	plan.Unavailable = out.total
-	queue := Queue(nodes)
-	cpWaiting, othersBusy := false, false
-	for _, n := range nodes {
-		if n.ControlPlane && n.waiting() {
-			cpWaiting = true
-		}
-		if !n.ControlPlane && (n.waiting() || n.InCycle) {
-			othersBusy = true
-		}
-	}
-	full := false
-	for _, n := range queue {
-		rule := plan.hold(r, out, n, full, cpWaiting, othersBusy)
-		if rule == RuleMaxUnavailable {
-			full = true
-		}
+// served) while every limit allows at now: MaxUnavailable over all nodes in
+// scope, control-plane nodes one at a time and never while another is NotReady,
+// the control-plane order, and then the limits of the node's pool (its window,
+// its max-unavailable over its own nodes, its per-label limits) or, for a node
+// no pool selects, the rules' own per-label limits. Nodes already out for any
+// reason (NotReady, cordoned by someone else, in a cycle) count against the
+// limits. A node held by the overall limit holds every node after it, and one
+// held by its pool's max-unavailable every node of that pool after it, so none
+// starves; one held by its label's limit or its pool's window lets others pass.
+// A node two pools select is held: which limits it should go under is the
+// operator's to say.
+func Decide(r Rules, nodes []Node, now time.Time) Plan {
+	d := newDecision(r, nodes, now)
+	for _, n := range Queue(nodes) {
+		rule := d.hold(n)
 		if rule != "" {
-			plan.Held = append(plan.Held, Hold{Node: n.Name, Rule: rule})
+			d.plan.Held = append(d.plan.Held, Hold{Node: n.Name, Rule: rule})
 			continue
 		}
-		plan.Admit = append(plan.Admit, n.Name)
+		d.plan.Admit = append(d.plan.Admit, n.Name)
 		if !n.unavailable() {
-			out.add(r, n)
+			d.out.add(d.scopesOf(n), n)
 		}
 	}
-	return plan
+	for i := range d.plan.Pools {
+		d.plan.Pools[i].Unavailable = d.out.scopes[i].initial
+	}
+	return d.plan
+}
+
+// decision is one run of Decide: the rules, who is in which pool, and the
+// counts as admissions add to them.
+type decision struct {
+	r          Rules
+	now        time.Time
+	plan       Plan
+	out        *counts
+	member     map[string][]int // node -> the pools that select it
+	full       bool             // the overall limit held a node
+	cpWaiting  bool             // a control-plane node waits
+	othersBusy bool             // a worker waits or is in a cycle
+}
+
+func newDecision(r Rules, nodes []Node, now time.Time) *decision {
+	d := &decision{r: r, now: now, plan: Plan{Limit: r.MaxUnavailable.Of(len(nodes))}, member: map[string][]int{}}
+	size := make([]int, len(r.Pools))
+	for _, n := range nodes {
+		in := r.poolsOf(n.Labels)
+		d.member[n.Name] = in
+		for _, i := range in {
+			size[i]++
+		}
+		if len(in) > 1 {
+			d.plan.Overlaps = append(d.plan.Overlaps, Overlap{Node: n.Name, Pools: r.PoolsOf(n.Labels)})
+		}
+		if n.ControlPlane && n.waiting() {
+			d.cpWaiting = true
+		}
+		if !n.ControlPlane && (n.waiting() || n.InCycle) {
+			d.othersBusy = true
+		}
+	}
+	for i, p := range r.Pools {
+		d.plan.Pools = append(d.plan.Pools, PoolPlan{Name: p.Name, Nodes: size[i], Limit: p.MaxUnavailable.Of(size[i])})
+	}
+	d.out = newCounts(r, nodes, d.scopesOf)
+	d.plan.Unavailable = d.out.total
+	return d
+}
+
+// scopesOf are the indexes of the counts n counts in: its pools, or the
+// default's (after the pools') when no pool selects it.
+func (d *decision) scopesOf(n Node) []int {
+	if in := d.member[n.Name]; len(in) > 0 {
+		return in
+	}
+	return []int{len(d.r.Pools)}
 }
 
 // hold names the rule that keeps n waiting, or "". A node already out (NotReady,
 // cordoned by someone else) is counted once: its own absence does not hold it.
-func (plan Plan) hold(r Rules, out *counts, n Node, full, cpWaiting, othersBusy bool) string {
+func (d *decision) hold(n Node) string {
 	self := 0
 	if n.unavailable() {
 		self = 1
@@ -180,19 +236,44 @@ func (plan Plan) hold(r Rules, out *counts, n Node, full, cpWaiting, othersBusy 
 	if !n.Ready {
 		notReadySelf = 1
 	}
+	r, out := d.r, d.out
 	switch {
-	case full || out.total-self >= plan.Limit:
+	case d.full || out.total-self >= d.plan.Limit:
+		d.full = true
 		return RuleMaxUnavailable
-	case n.ControlPlane && r.ControlPlane == ControlPlaneLast && othersBusy:
+	case n.ControlPlane && r.ControlPlane == ControlPlaneLast && d.othersBusy:
 		return RuleControlPlaneLast
-	case !n.ControlPlane && r.ControlPlane == ControlPlaneFirst && (cpWaiting || out.controlPlaneInCycle > 0):
+	case !n.ControlPlane && r.ControlPlane == ControlPlaneFirst && (d.cpWaiting || out.controlPlaneInCycle > 0):
 		return RuleControlPlaneFirst
 	case n.ControlPlane && out.controlPlaneNotReady-notReadySelf > 0:
 		return RuleControlPlaneNotReady
 	case n.ControlPlane && out.controlPlane-self > 0:
 		return RuleControlPlaneOneAtATime
 	}
-	return out.labelHold(r, n, self)
+	in := d.member[n.Name]
+	switch len(in) {
+	case 0:
+		return out.labelHold(r.PerLabel, len(r.Pools), n, self)
+	case 1:
+		return d.poolHold(in[0], n, self)
+	}
+	return RulePoolsOverlap(r.PoolsOf(n.Labels))
+}
+
+// poolHold names the rule of pool i that keeps n waiting, or "".
+func (d *decision) poolHold(i int, n Node, self int) string {
+	p, sc := d.r.Pools[i], &d.out.scopes[i]
+	switch {
+	case !p.Open(d.now):
+		return RulePool(p.Name, RuleWindowClosed)
+	case sc.full || sc.total-self >= d.plan.Pools[i].Limit:
+		sc.full = true
+		return RulePool(p.Name, RuleMaxUnavailable)
+	}
+	if rule := d.out.labelHold(p.PerLabel, i, n, self); rule != "" {
+		return RulePool(p.Name, rule)
+	}
+	return ""
 }
 
 // Queue is the waiting nodes in the order they go: higher priority first, then
@@ -216,33 +297,55 @@ func Queue(nodes []Node) []Node {
 	return q
 }
 
-// counts are the nodes out now, overall and per label value.
+// counts are the nodes out now, overall and per scope: each pool's, then the
+// default's (the nodes no pool selects).
 type counts struct {
 	total                int
 	controlPlane         int // control-plane nodes out (any reason)
 	controlPlaneInCycle  int // control-plane nodes in a cycle or admitted
 	controlPlaneNotReady int
-	perLabel             map[string]map[string]int // key -> value -> out
+	scopes               []scopeCounts
 }
 
-func newCounts(r Rules, nodes []Node) *counts {
-	c := &counts{perLabel: map[string]map[string]int{}}
-	for _, l := range r.PerLabel {
-		c.perLabel[l.Key] = map[string]int{}
+// scopeCounts are one scope's nodes out, overall and per label value.
+type scopeCounts struct {
+	total    int
+	initial  int                       // total before any admission
+	perLabel map[string]map[string]int // key -> value -> out
+	limits   []LabelLimit
+	full     bool // its max-unavailable held a node
+}
+
+func newCounts(r Rules, nodes []Node, scopesOf func(Node) []int) *counts {
+	c := &counts{scopes: make([]scopeCounts, len(r.Pools)+1)}
+	for i := range c.scopes {
+		limits := r.PerLabel
+		if i < len(r.Pools) {
+			limits = r.Pools[i].PerLabel
+		}
+		c.scopes[i] = scopeCounts{perLabel: map[string]map[string]int{}, limits: limits}
+		for _, l := range limits {
+			c.scopes[i].perLabel[l.Key] = map[string]int{}
+		}
 	}
 	for _, n := range nodes {
 		if !n.unavailable() {
 			continue
 		}
-		c.add(r, n)
+		c.add(scopesOf(n), n)
 		if n.ControlPlane && !n.Ready {
 			c.controlPlaneNotReady++
 		}
 	}
+	for i := range c.scopes {
+		c.scopes[i].initial = c.scopes[i].total
+	}
 	return c
 }
 
-func (c *counts) add(r Rules, n Node) {
+// add counts n out, in each of the scopes given (a node two pools select
+// counts in both).
+func (c *counts) add(scopes []int, n Node) {
 	c.total++
 	if n.ControlPlane {
 		c.controlPlane++
@@ -250,17 +353,22 @@ func (c *counts) add(r Rules, n Node) {
 			c.controlPlaneInCycle++
 		}
 	}
-	for _, l := range r.PerLabel {
-		if v, ok := n.Labels[l.Key]; ok {
-			c.perLabel[l.Key][v]++
+	for _, i := range scopes {
+		sc := &c.scopes[i]
+		sc.total++
+		for _, l := range sc.limits {
+			if v, ok := n.Labels[l.Key]; ok {
+				sc.perLabel[l.Key][v]++
+			}
 		}
 	}
 }
 
-// labelHold names the first per-label limit that n's admission would break.
-func (c *counts) labelHold(r Rules, n Node, self int) string {
-	for _, l := range r.PerLabel {
-		if v, ok := n.Labels[l.Key]; ok && c.perLabel[l.Key][v]-self >= l.Max {
+// labelHold names the first per-label limit of scope i that n's admission
+// would break.
+func (c *counts) labelHold(limits []LabelLimit, i int, n Node, self int) string {
+	for _, l := range limits {
+		if v, ok := n.Labels[l.Key]; ok && c.scopes[i].perLabel[l.Key][v]-self >= l.Max {
 			return RulePerLabel(l.Key)
 		}
 	}

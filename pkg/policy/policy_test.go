@@ -107,7 +107,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			plan := Decide(c.rules, c.nodes)
+			plan := Decide(c.rules, c.nodes, t0)
 			require.Equal(t, c.admit, plan.Admit)
 			require.Equal(t, c.held, plan.Held)
 		})
@@ -148,7 +148,7 @@ func TestDecideNeverExceedsTheLimits(t *testing.T) {
 			nodes = append(nodes, n)
 		}
 		r := rules(fmt.Sprint(1+seed%3), perZone(1+seed%2), order([]ControlPlaneOrder{ControlPlaneLast, ControlPlaneFirst, ControlPlaneAny}[seed%3]))
-		plan := Decide(r, nodes)
+		plan := Decide(r, nodes, t0)
 		out, perZoneOut, cp := 0, map[string]int{}, 0
 		admitted := map[string]bool{}
 		for _, a := range plan.Admit {

@@ -32,6 +32,8 @@ func FuzzParseRules(f *testing.F) {
 	f.Add("max-unavailable=10%;max-unavailable-per=zone=1;control-plane=last")
 	f.Add("max-unavailable=3;control-plane=any")
 	f.Add(";;=")
+	f.Add(`max-unavailable=2;control-plane=any;pool={"name":"gpu","selector":"nodepool=gpu","maxUnavailable":"50%","windows":["sat 02:00-06:00 UTC"]}`)
+	f.Add(`max-unavailable=2;control-plane=any;pool={"name":"a","selector":"x in (a\u003bb)","maxUnavailable":1}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := ParseRules(s)
 		if err != nil {
@@ -39,6 +41,12 @@ func FuzzParseRules(f *testing.F) {
 		}
 		again, err := ParseRules(r.String())
 		require.NoError(t, err)
-		require.Equal(t, r, again)
+		require.Equal(t, r.String(), again.String())
+		if len(r.Pools) == 0 {
+			require.Equal(t, r, again)
+		}
+		for i, p := range r.Pools {
+			require.Equal(t, p.Describe(), again.Pools[i].Describe())
+		}
 	})
 }

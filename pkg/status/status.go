@@ -42,13 +42,20 @@ type LockStatus struct {
 	LimitSource string   `json:"limitSource,omitempty"`
 	Holders     []string `json:"holders"`
 	Paused      string   `json:"paused,omitempty"`
-	// Policy is the rollout controller's rules, as it published them.
-	Policy string `json:"policy,omitempty"`
+	// Policy is the rollout controller's rules, as it published them; Pools
+	// its pools, described; PolicyError why its pools ConfigMap is not in
+	// force (it keeps the last good pools).
+	Policy      string   `json:"policy,omitempty"`
+	Pools       []string `json:"pools,omitempty"`
+	PolicyError string   `json:"policyError,omitempty"`
 }
 
 // NodeStatus is one node.
 type NodeStatus struct {
-	Name       string    `json:"name"`
+	Name string `json:"name"`
+	// Pool is the rollout controller's pool of the node (by the policy it
+	// published); empty: the default policy. Two names: a misconfiguration.
+	Pool       string    `json:"pool,omitempty"`
 	Phase      string    `json:"phase"`
 	Ready      bool      `json:"ready"`
 	Cordoned   string    `json:"cordoned"`
@@ -77,12 +84,14 @@ func Read(ctx context.Context, client kubernetes.Interface, namespace, lockName 
 	if err != nil {
 		return Report{}, fmt.Errorf("listing nodes: %w", err)
 	}
-	return Summarize(leases.Items, nodes.Items, namespace, lockName), nil
+	return Summarize(leases.Items, nodes.Items, namespace, lockName, time.Now()), nil
 }
 
-// Summarize is the report, a pure function of the lock's Leases and the Nodes.
-func Summarize(leases []coordinationv1.Lease, nodes []corev1.Node, namespace, lockName string) Report {
+// Summarize is the report, a pure function of the lock's Leases and the Nodes
+// at now (the pools' windows are read at now).
+func Summarize(leases []coordinationv1.Lease, nodes []corev1.Node, namespace, lockName string, now time.Time) Report {
 	st := Report{Lock: summarizeLock(leases, namespace, lockName)}
+	rules, rulesErr := policy.ParseRules(st.Lock.Policy)
 	holders := map[string]bool{}
 	for _, h := range st.Lock.Holders {
 		holders[strings.SplitN(h, " ", 2)[0]] = true
@@ -90,10 +99,17 @@ func Summarize(leases []coordinationv1.Lease, nodes []corev1.Node, namespace, lo
 	ptrs := make([]*corev1.Node, len(nodes))
 	for i := range nodes {
 		ptrs[i] = &nodes[i]
-		st.Nodes = append(st.Nodes, summarizeNode(&nodes[i], holders))
+		ns := summarizeNode(&nodes[i], holders)
+		if rulesErr == nil {
+			ns.Pool = strings.Join(rules.PoolsOf(nodes[i].Labels), ", ")
+		}
+		st.Nodes = append(st.Nodes, ns)
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
-	st.Rollout = summarizeRollout(ptrs, st.Lock)
+	for _, p := range rules.Pools {
+		st.Lock.Pools = append(st.Lock.Pools, p.Describe())
+	}
+	st.Rollout = summarizeRollout(ptrs, st.Lock, now)
 	return st
 }
 
@@ -103,6 +119,7 @@ func summarizeLock(leases []coordinationv1.Lease, namespace, lockName string) Lo
 		if l.Name == lockName {
 			ls.Paused = l.Annotations[state.AnnotationPause]
 			ls.Policy = l.Annotations[lock.AnnotationRolloutPolicy]
+			ls.PolicyError = l.Annotations[lock.AnnotationRolloutPolicyError]
 			if limit, _, ok := lock.ParseLimit(&l); ok {
 				ls.Limit, ls.LimitSource = limit, "agents' --concurrency"
 				if l.Annotations[lock.AnnotationLimitSource] == lock.LimitSourceController {
@@ -157,17 +174,42 @@ func (s Report) Print(w io.Writer, now time.Time) error {
 		paused = fmt.Sprintf("yes (%s)", s.Lock.Paused)
 	}
 	fmt.Fprintf(w, "lock %s/%s: %d of %d slots held; paused: %s\n\n", s.Lock.Namespace, s.Lock.Name, len(s.Lock.Holders), s.Lock.Slots, paused)
+	s.printPolicy(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPHASE\tREADY\tCORDONED\tLOCK\tBLOCKED\tFORCED\tLAST REBOOT\tNOTE")
+	// The POOL column only when the controller has pools, so that the table
+	// stays as it was for everyone else.
+	pools := len(s.Lock.Pools) > 0
+	fmt.Fprintln(tw, "NODE\t"+poolCell(pools, "POOL")+"PHASE\tREADY\tCORDONED\tLOCK\tBLOCKED\tFORCED\tLAST REBOOT\tNOTE")
 	for _, n := range s.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%t\t%s\t%s\n", n.Name, n.Phase, n.Ready, n.Cordoned, yesNo(n.HoldsLock),
-			dash(n.Blocked), n.Forced, ago(now, n.LastReboot), n.note(now))
+		fmt.Fprintf(tw, "%s\t%s%s\t%t\t%s\t%s\t%s\t%t\t%s\t%s\n", n.Name, poolCell(pools, dash(n.Pool)), n.Phase, n.Ready, n.Cordoned,
+			yesNo(n.HoldsLock), dash(n.Blocked), n.Forced, ago(now, n.LastReboot), n.note(now))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	s.printRollout(w, now)
 	return nil
+}
+
+// printPolicy tells of the rollout controller's pools, and of a pools
+// ConfigMap it could not use.
+func (s Report) printPolicy(w io.Writer) {
+	for _, p := range s.Lock.Pools {
+		fmt.Fprintf(w, "pool %s\n", p)
+	}
+	if s.Lock.PolicyError != "" {
+		fmt.Fprintf(w, "pools ConfigMap INVALID, the rollout controller keeps the last good pools: %s\n", s.Lock.PolicyError)
+	}
+	if len(s.Lock.Pools) > 0 || s.Lock.PolicyError != "" {
+		fmt.Fprintln(w)
+	}
+}
+
+func poolCell(shown bool, value string) string {
+	if !shown {
+		return ""
+	}
+	return value + "\t"
 }
 
 func (n NodeStatus) note(now time.Time) string {
@@ -230,12 +272,13 @@ type Waiting struct {
 	Node     string    `json:"node"`
 	Since    time.Time `json:"since"`
 	Priority int       `json:"priority,omitempty"`
+	Pool     string    `json:"pool,omitempty"`
 	// Rule is the rollout controller's rule that holds the node (by the
 	// policy it published), empty when it would admit it now.
 	Rule string `json:"rule,omitempty"`
 }
 
-func summarizeRollout(nodes []*corev1.Node, l LockStatus) Rollout {
+func summarizeRollout(nodes []*corev1.Node, l LockStatus, now time.Time) Rollout {
 	r := Rollout{Counts: map[string]int{}}
 	for _, n := range nodes {
 		st, _ := state.Parse(n.Annotations)
@@ -256,9 +299,11 @@ func summarizeRollout(nodes []*corev1.Node, l LockStatus) Rollout {
 		}
 	}
 	sort.Strings(r.Admitted)
-	holds := holdRules(nodes, l)
+	rules, _ := policy.ParseRules(l.Policy)
+	holds := holdRules(nodes, l, now)
 	for _, pn := range policy.Queue(controller.PolicyNodes(nodes)) {
-		r.Queue = append(r.Queue, Waiting{Node: pn.Name, Since: pn.NeedSince, Priority: pn.Priority, Rule: holds[pn.Name]})
+		r.Queue = append(r.Queue, Waiting{Node: pn.Name, Since: pn.NeedSince, Priority: pn.Priority, Rule: holds[pn.Name],
+			Pool: strings.Join(rules.PoolsOf(pn.Labels), ", ")})
 	}
 	r.CycleTime = meanLatestCycle(nodes)
 	if limit := max(l.Limit, 1); r.Counts["pending"] > 0 {
@@ -269,13 +314,13 @@ func summarizeRollout(nodes []*corev1.Node, l LockStatus) Rollout {
 
 // holdRules runs the rollout controller's own policy, as it published it on
 // the lock's header, over the Nodes: the rule that holds each waiting node.
-func holdRules(nodes []*corev1.Node, l LockStatus) map[string]string {
+func holdRules(nodes []*corev1.Node, l LockStatus, now time.Time) map[string]string {
 	holds := map[string]string{}
 	rules, err := policy.ParseRules(l.Policy)
 	if err != nil {
 		return holds
 	}
-	for _, h := range policy.Decide(rules, controller.PolicyNodes(nodes)).Held {
+	for _, h := range policy.Decide(rules, controller.PolicyNodes(nodes), now).Held {
 		holds[h.Node] = h.Rule
 	}
 	if l.Paused != "" {
@@ -331,6 +376,9 @@ func (s Report) printRollout(w io.Writer, now time.Time) {
 		prio := ""
 		if q.Priority != 0 {
 			prio = fmt.Sprintf(", priority %d", q.Priority)
+		}
+		if q.Pool != "" {
+			prio += ", pool " + q.Pool
 		}
 		held := ""
 		if q.Rule != "" {

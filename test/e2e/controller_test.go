@@ -39,8 +39,10 @@ func (c *cluster) startController(name string, flags ...string) *harness.Process
 }
 
 // outage records, from an informer of its own, when each node was out of
-// service (tainted by nodepatch) and the most nodes out at once per zone.
+// service (tainted by nodepatch) and the most nodes out at once per value of
+// a label (the zone, unless told otherwise).
 type outage struct {
+	key      string
 	mu       sync.Mutex
 	zoneOf   map[string]string
 	out      map[string]bool
@@ -51,7 +53,13 @@ type outage struct {
 
 func watchOutage(t *testing.T, c *cluster) *outage {
 	t.Helper()
-	o := &outage{zoneOf: map[string]string{}, out: map[string]bool{}, maxZone: map[string]int{},
+	return watchOutageBy(t, c, zoneLabel)
+}
+
+// watchOutageBy is watchOutage, counting per value of label key.
+func watchOutageBy(t *testing.T, c *cluster, key string) *outage {
+	t.Helper()
+	o := &outage{key: key, zoneOf: map[string]string{}, out: map[string]bool{}, maxZone: map[string]int{},
 		firstOut: map[string]time.Time{}, lastBack: map[string]time.Time{}}
 	factory := informers.NewSharedInformerFactory(c.client, 0)
 	inf := factory.Core().V1().Nodes().Informer()
@@ -77,7 +85,7 @@ func (o *outage) note(obj any) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.zoneOf[n.Name] = n.Labels[zoneLabel]
+	o.zoneOf[n.Name] = n.Labels[o.key]
 	now := time.Now()
 	switch {
 	case tainted && !o.out[n.Name]:
