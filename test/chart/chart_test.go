@@ -85,22 +85,22 @@ func TestLint(t *testing.T) {
 
 func TestRenderedObjects(t *testing.T) {
 	cases := map[string][]string{
-		"defaults": {"ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"defaults": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"tuned": {"ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"tuned": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"dnf-host": {"ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"dnf-host": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"prometheus-operator": {"ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"prometheus-operator": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ServiceMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
-		"pod-monitor": {"ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"pod-monitor": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "PodMonitor", "PrometheusRule", "ValidatingAdmissionPolicy",
 			"ValidatingAdmissionPolicyBinding"},
-		"forced-drain": {"ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"forced-drain": {"ConfigMap", "ConfigMap", "Deployment", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"Service", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
 			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-		"existing-service-account": {"ConfigMap", "Service", "DaemonSet", "Deployment", "PodDisruptionBudget"},
+		"existing-service-account": {"ConfigMap", "ConfigMap", "Service", "DaemonSet", "Deployment", "PodDisruptionBudget"},
 	}
 	require.Len(t, cases, len(valueSets), "every value set needs its expected objects")
 	for name, set := range valueSets {

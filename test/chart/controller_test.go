@@ -1,10 +1,13 @@
 package chart_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/nodepatch/nodepatch/pkg/policy"
 	ct "github.com/nodepatch/nodepatch/test/chart/charttest"
 )
 
@@ -25,7 +28,7 @@ func TestControllerValuesReachTheirFlags(t *testing.T) {
 		"--set", "controller.admissionTimeout=2m", "--set", "agent.lockName=np"))
 	require.Equal(t, []any{"controller", "--lock-name=np", "--max-unavailable=10%",
 		"--max-unavailable-per=topology.kubernetes.io/zone=1", "--max-unavailable-per=rack=2",
-		"--control-plane=first", "--failure-budget=3/1h", "--admission-timeout=2m",
+		"--control-plane=first", "--failure-budget=3/1h", "--admission-timeout=2m", "--pools-configmap=nodepatch-pools",
 		"--metrics-address=:8080", "--log-format=text"}, controllerContainer(t, objs)["args"])
 	require.Equal(t, "controller", agentArgs(t, objs)["admission"], "agents must wait for the controller it runs")
 }
@@ -42,6 +45,11 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		rule([]any{""}, []any{"events"}, []any{"create", "patch"}),
 		rule([]any{"events.k8s.io"}, []any{"events"}, []any{"create", "patch"}),
 	}, ct.FindNamed(t, objs, "ClusterRole", "nodepatch-controller")["rules"])
+	require.Equal(t, []any{
+		rule([]any{"coordination.k8s.io"}, []any{"leases"}, []any{"get", "list", "watch", "create", "update", "patch"}),
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"configmaps"}, "resourceNames": []any{"nodepatch-pools"},
+			"verbs": []any{"get", "list", "watch"}},
+	}, ct.FindNamed(t, objs, "Role", "nodepatch-controller")["rules"], "the pools ConfigMap, read only, and no other")
 	subject := []any{map[string]any{"kind": "ServiceAccount", "name": "nodepatch-controller", "namespace": "nodepatch"}}
 	require.Equal(t, subject, ct.FindNamed(t, objs, "ClusterRoleBinding", "nodepatch-controller")["subjects"])
 	require.Equal(t, subject, ct.FindNamed(t, objs, "RoleBinding", "nodepatch-controller")["subjects"])
@@ -67,4 +75,58 @@ func TestNoControllerNoAdmission(t *testing.T) {
 	objs := ct.Objects(t, ct.Template(t, "--set", "controller.enabled=false"))
 	require.Empty(t, ct.FindAll(objs, "Deployment"))
 	require.Equal(t, "none", agentArgs(t, objs)["admission"])
+}
+
+// TestControllerPoolsConfigMap: controller.pools render one ConfigMap key per
+// pool, which the controller's own parser reads back as given; no pools, an
+// empty ConfigMap for operators to edit.
+func TestControllerPoolsConfigMap(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "pools.yaml")
+	require.NoError(t, os.WriteFile(values, []byte(`controller:
+  pools:
+    - name: gpu
+      selector: nodepool=gpu
+      maxUnavailable: 1
+      maxUnavailablePer: [topology.kubernetes.io/zone=1]
+      windows: ["sat,sun 02:00-06:00 UTC"]
+    - name: batch
+      selector: "tier in (batch,spot)"
+      maxUnavailable: 25%
+      blackouts: [2026-12-24..2026-12-26 Europe/Berlin]
+`), 0o600))
+	cm := ct.FindNamed(t, ct.Objects(t, ct.Template(t, "-f", values)), "ConfigMap", "nodepatch-pools")
+	data := map[string]string{}
+	for k, v := range cm["data"].(map[string]any) {
+		data[k] = v.(string)
+	}
+	pools, err := policy.ParsePools(data)
+	require.NoError(t, err)
+	var described []string
+	for _, p := range pools {
+		described = append(described, p.Describe())
+	}
+	require.Equal(t, []string{
+		"batch (tier in (batch,spot)): max-unavailable 25%, window always except 2026-12-24..2026-12-26 Europe/Berlin",
+		"gpu (nodepool=gpu): max-unavailable 1, max-unavailable-per topology.kubernetes.io/zone=1, window sat,sun 02:00-06:00 UTC",
+	}, described)
+
+	empty := ct.FindNamed(t, ct.Objects(t, ct.Template(t)), "ConfigMap", "nodepatch-pools")
+	require.Empty(t, empty["data"])
+
+	for name, c := range map[string]struct{ values, want string }{
+		"a name given twice": {"controller:\n  pools:\n    - {name: a, selector: x=y, maxUnavailable: 1}\n    - {name: a, selector: x=z, maxUnavailable: 1}\n",
+			`the pool name "a" is given twice`},
+		"no selector":    {"controller:\n  pools:\n    - {name: a, maxUnavailable: 1}\n", "missing property 'selector'"},
+		"a zero limit":   {"controller:\n  pools:\n    - {name: a, selector: x=y, maxUnavailable: 0}\n", "/controller/pools/0/maxUnavailable"},
+		"a bad name":     {"controller:\n  pools:\n    - {name: GPU, selector: x=y, maxUnavailable: 1}\n", "/controller/pools/0/name"},
+		"an unknown key": {"controller:\n  pools:\n    - {name: a, selector: x=y, maxUnavailable: 1, window: x}\n", "additional properties 'window' not allowed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			require.NoError(t, os.WriteFile(file, []byte(c.values), 0o600))
+			_, stderr, err := ct.Run(t, ct.TemplateArgs(t, "-f", file)...)
+			require.Error(t, err)
+			require.Contains(t, stderr, c.want)
+		})
+	}
 }
