@@ -453,7 +453,7 @@ func TestRBAC(t *testing.T) {
 		rule([]any{""}, []any{"nodes"}, []any{"get", "list", "watch", "patch", "update"}),
 		rule([]any{""}, []any{"pods"}, []any{"get", "list"}),
 		rule([]any{""}, []any{"pods/eviction"}, []any{"create"}),
-		rule([]any{"policy"}, []any{"poddisruptionbudgets"}, []any{"list"}),
+		rule([]any{"policy"}, []any{"poddisruptionbudgets"}, []any{"list", "watch"}),
 		rule([]any{"apps"}, []any{"daemonsets"}, []any{"get"}),
 		rule([]any{""}, []any{"events"}, []any{"create", "patch"}),
 		rule([]any{"events.k8s.io"}, []any{"events"}, []any{"create", "patch"}),
