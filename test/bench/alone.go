@@ -50,7 +50,7 @@ func (r AloneResult) String() string {
 		"decision time mean %s p50 %s p95 %s over %.0f decisions for %d Node events (%.2f decisions per event) | "+
 		"freed slot -> next admission p50 %s p95 %s over %d | at most %d nodes unavailable at once | controller requests per cycle %.2f: %s",
 		r.Nodes, r.Limit, r.Cycles, r.Wall.Round(100*time.Millisecond), float64(r.ControllerPeak)/mib, r.ControllerCPU.Seconds(),
-		seconds(r.Decisions.mean()), seconds(r.Decisions.quantile(0.5)), seconds(r.Decisions.quantile(0.95)), r.Decisions.count,
+		seconds(r.Decisions.mean()), r.Decisions.quantileText(0.5), r.Decisions.quantileText(0.95), r.Decisions.count,
 		r.NodeEvents, r.Decisions.count/float64(max(r.NodeEvents, 1)),
 		ms(percentile(r.FreedToAdmission, 0.5)), ms(percentile(r.FreedToAdmission, 0.95)), len(r.FreedToAdmission),
 		r.PeakUnavailable, r.ControllerRequests.total()/float64(r.Nodes), r.ControllerRequests.top(40, float64(r.Nodes)))

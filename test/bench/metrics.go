@@ -215,6 +215,9 @@ func (h histogram) quantile(q float64) float64 {
 	rank := q * h.count
 	lower, below := 0.0, 0.0
 	for i, upper := range h.upper {
+		if math.IsInf(upper, 1) {
+			break // past the last finite bound: only that bound is known
+		}
 		if h.cum[i] >= rank {
 			inBucket := h.cum[i] - below
 			if inBucket <= 0 {
@@ -225,6 +228,25 @@ func (h histogram) quantile(q float64) float64 {
 		lower, below = upper, h.cum[i]
 	}
 	return lower // beyond the last finite bucket
+}
+
+// quantileText is quantile as a duration, ">= B" when beyond the last finite
+// bound B.
+func (h histogram) quantileText(q float64) string {
+	v := h.quantile(q)
+	if math.IsNaN(v) || len(h.upper) == 0 || h.cum[len(h.cum)-1] == 0 {
+		return seconds(v)
+	}
+	last := 0.0
+	for _, u := range h.upper {
+		if !math.IsInf(u, 1) {
+			last = u
+		}
+	}
+	if v >= last {
+		return ">= " + seconds(last)
+	}
+	return seconds(v)
 }
 
 // percentile is the q-quantile of ds (nearest rank); 0 when empty.

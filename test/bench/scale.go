@@ -95,7 +95,7 @@ func (r ScaleResult) String() string {
 		r.RequestsPerCycle(), r.AgentRequests.total()/n, r.ControllerRequests.total()/n,
 		r.ConflictsPerAdmission(), r.AgentRequests.conflicts(), r.Admissions,
 		ms(percentile(r.FreedToAdmission, 0.5)), ms(percentile(r.FreedToAdmission, 0.95)), len(r.FreedToAdmission),
-		r.ControllerCPU.Seconds(), float64(r.ControllerPeak)/mib, r.Decisions.count, seconds(r.Decisions.mean()), seconds(r.Decisions.quantile(0.95)), r.NodeEvents,
+		r.ControllerCPU.Seconds(), float64(r.ControllerPeak)/mib, r.Decisions.count, seconds(r.Decisions.mean()), r.Decisions.quantileText(0.95), r.NodeEvents,
 		r.IdleAgentPerMinute, r.IdleControllerPerMinute,
 		r.MaxHolders, r.MaxOutOfService, r.PeakUnavailable, len(r.Violations),
 		r.AgentRequests.top(40, n), r.ControllerRequests.top(40, n))
