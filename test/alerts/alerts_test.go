@@ -24,6 +24,7 @@ var alertNames = []string{
 	"NodepatchRebootPending", "NodepatchRebootBlocked", "NodepatchNodeHeld",
 	"NodepatchRebootFailed", "NodepatchPatchFailed", "NodepatchAgentDown", "NodepatchRebootLoop",
 	"NodepatchBootIDMismatch", "NodepatchControllerDown", "NodepatchRolloutStalled", "NodepatchFailureBudgetSpent",
+	"NodepatchPoolsInvalid",
 	"NodepatchNodeQuarantined", "NodepatchHealthGateFailed",
 }
 
@@ -86,7 +87,7 @@ func TestShippedRulesAreTheChart(t *testing.T) {
 
 func TestDefaultRules(t *testing.T) {
 	out := promtool(t, ct.RepoRoot(t), "check", "rules", shippedRulesPath(t))
-	require.Contains(t, out, "SUCCESS: 13 rules found")
+	require.Contains(t, out, "SUCCESS: 14 rules found")
 	out = promtool(t, filepath.Join(ct.RepoRoot(t), "test", "alerts", "testdata"), "test", "rules", "default.test.yaml")
 	require.Contains(t, out, "SUCCESS")
 }
@@ -157,7 +158,7 @@ func TestCustomRules(t *testing.T) {
 	test, err := os.ReadFile(filepath.Join(testdata, "custom.test.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "custom.test.yaml"), test, 0o644))
-	require.Contains(t, promtool(t, dir, "check", "rules", "rules.yaml"), "SUCCESS: 12 rules found")
+	require.Contains(t, promtool(t, dir, "check", "rules", "rules.yaml"), "SUCCESS: 13 rules found")
 	require.Contains(t, promtool(t, dir, "test", "rules", "custom.test.yaml"), "SUCCESS")
 }
 

@@ -227,6 +227,22 @@ groups:
           runbook_url: {{ printf "%s#nodepatchfailurebudgetspent" $runbook | quote }}
       {{- end }}
       {{- end }}
+      {{- with $al.poolsInvalid }}
+      {{- if .enabled }}
+      - alert: NodepatchPoolsInvalid
+        expr: max(nodepatch_controller_pools_valid{ {{- $ctlSel -}} } == 0 and on (instance) nodepatch_controller_is_leader{ {{- $ctlSel -}} } == 1) == 0
+        for: {{ .for }}
+        labels:
+          severity: {{ .severity }}
+          {{- with $al.labels }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        annotations:
+          summary: {{ printf "The rollout controller has ignored a bad pools ConfigMap for %s." .for | quote }}
+          description: "The pools ConfigMap the leading controller watches has an edit it cannot use: it keeps the last good pools (the PoolsInvalid Event and `nodepatch status` name the bad key and value). Later edits to the pools do not take effect until it is fixed."
+          runbook_url: {{ printf "%s#nodepatchpoolsinvalid" $runbook | quote }}
+      {{- end }}
+      {{- end }}
       {{- end }}
       {{- with $al.bootIDMismatch }}
       {{- if .enabled }}
