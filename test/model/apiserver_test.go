@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -9,8 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -77,8 +80,57 @@ func (m *model) serveNode(i int, a k8stesting.Action) (bool, runtime.Object, err
 			return true, nil, err
 		}
 		return true, out.DeepCopy(), nil
+	case "patch":
+		return m.patchNode(i, a.(k8stesting.PatchAction))
 	}
 	return true, nil, fmt.Errorf("model API server: %s on nodes is not modelled", a.GetVerb())
+}
+
+// patchNode applies a merge patch of annotations (the controller's admission)
+// to the Node stored when the patch lands: a patch carries no resourceVersion,
+// so it never conflicts.
+func (m *model) patchNode(i int, a k8stesting.PatchAction) (bool, runtime.Object, error) {
+	name := a.GetName()
+	if _, ok := m.w.nodes[name]; !ok {
+		return true, nil, apierrors.NewNotFound(corev1.Resource("nodes"), name)
+	}
+	var out *corev1.Node
+	var err error
+	failed := m.effect(i, effect{kind: "patch", key: nodeKey(name)}, func(writer int) {
+		next := m.w.nodes[name].DeepCopy()
+		if err = mergeAnnotations(&next.ObjectMeta, a); err == nil {
+			next.ResourceVersion = ""
+			out, err = m.updateNode(writer, next)
+		}
+	})
+	if failed != nil {
+		return true, nil, failed
+	}
+	if err != nil {
+		return true, nil, err
+	}
+	return true, out.DeepCopy(), nil
+}
+
+// mergeAnnotations applies a JSON merge patch that changes annotations only (a
+// null value removes one): the only patch nodepatch sends. Any other patch is
+// not modelled, and says so.
+func mergeAnnotations(meta *metav1.ObjectMeta, a k8stesting.PatchAction) error {
+	if a.GetPatchType() != types.MergePatchType {
+		return fmt.Errorf("model API server: %s patches are not modelled", a.GetPatchType())
+	}
+	var patch map[string]map[string]map[string]*string
+	if err := json.Unmarshal(a.GetPatch(), &patch); err != nil || len(patch) != 1 || len(patch["metadata"]) != 1 || patch["metadata"]["annotations"] == nil {
+		return fmt.Errorf("model API server: patch %s is not modelled: only metadata.annotations is", a.GetPatch())
+	}
+	for k, v := range patch["metadata"]["annotations"] {
+		if v == nil {
+			delete(meta.Annotations, k)
+			continue
+		}
+		setAnnotation(meta, k, *v)
+	}
+	return nil
 }
 
 // updateNode stores next for writer (a node's agent, or -1 for the model's
@@ -142,8 +194,33 @@ func (m *model) serveLease(i int, a k8stesting.Action) (bool, runtime.Object, er
 			return true, nil, err
 		}
 		return true, m.w.leases[next.Name].DeepCopy(), nil
+	case "patch":
+		return m.patchLease(i, a.(k8stesting.PatchAction))
 	}
 	return true, nil, fmt.Errorf("model API server: %s on leases is not modelled", a.GetVerb())
+}
+
+// patchLease is patchNode for a Lease (the controller's pause).
+func (m *model) patchLease(i int, a k8stesting.PatchAction) (bool, runtime.Object, error) {
+	name := a.GetName()
+	if _, ok := m.w.leases[name]; !ok {
+		return true, nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), name)
+	}
+	var err error
+	failed := m.effect(i, effect{kind: "patch", key: leaseKey(name)}, func(writer int) {
+		next := m.w.leases[name].DeepCopy()
+		if err = mergeAnnotations(&next.ObjectMeta, a); err == nil {
+			next.ResourceVersion = ""
+			err = m.writeLease(writer, next, false)
+		}
+	})
+	if failed != nil {
+		return true, nil, failed
+	}
+	if err != nil {
+		return true, nil, err
+	}
+	return true, m.w.leases[name].DeepCopy(), nil
 }
 
 func (m *model) writeLease(writer int, next *coordinationv1.Lease, create bool) error {
@@ -169,6 +246,7 @@ func (m *model) writeLease(writer int, next *coordinationv1.Lease, create bool) 
 	if !slices.Contains(m.leaseNames, next.Name) {
 		panic("model: a Lease the model does not hash: " + next.Name)
 	}
+	m.checkLeaseWrite(cur, stored)
 	stored.ResourceVersion = w.bump(leaseKey(next.Name))
 	w.leases[next.Name] = stored
 	m.publishLease(writer, stored)

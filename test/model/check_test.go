@@ -16,6 +16,9 @@ type config struct {
 	midTicks     int           // ticks taken while something is still in flight
 	horizon      time.Duration // the clock never passes t0+horizon
 	ttl          time.Duration // the lock's TTL; 0 never takes a live node's slot
+	// controllers are the rollout controllers that believe they lead; with
+	// any, the agents run with admission "controller" (see controller_test.go).
+	controllers int
 	// kinds are the faults that may strike (each costs one of the budget):
 	//   crash     the agent process dies between steps or right after any
 	//             effect (API write, reboot request) of a step, and restarts
@@ -35,18 +38,25 @@ type config struct {
 	//             an effect with an error, before or after carrying it out
 	//   conflict  the operator's block lands between the agent's read and its
 	//             write of its Node instead (a 409; see plan)
+	//   ctlcrash  a controller process dies between rounds or right after any
+	//             of its writes; a new one starts with nothing remembered, from
+	//             the cache the old one had
 	kinds    map[string]bool
 	maxDepth int // moves per path, a safety net: a path cut here is counted
 }
 
 func (c config) String() string {
-	return fmt.Sprintf("%d nodes, limit %d, %d faults of %v, %d mid-flight ticks, TTL %s, horizon %s",
+	s := fmt.Sprintf("%d nodes, limit %d, %d faults of %v, %d mid-flight ticks, TTL %s, horizon %s",
 		c.nodes, c.limit, c.faults, sortedKeys(c.kinds), c.midTicks, c.ttl, c.horizon)
+	if c.controllers > 0 {
+		s += fmt.Sprintf(", %d controllers", c.controllers)
+	}
+	return s
 }
 
 // result is what a search found.
 type result struct {
-	states      int // distinct states reached
+	states      int // distinct states reached (a state reached again with fewer faults spent is explored again, not counted)
 	transitions int // moves made (each from a restored state)
 	ends        int // settled states at the time bound, where the end invariants were checked
 	cut         int // paths cut at maxDepth
@@ -72,11 +82,13 @@ func report(found map[string][]string) string {
 
 // checker is a depth-first search over the states of the model (from the
 // state a prefix of moves reaches, for regression scenarios), each state
-// visited once (by its hash). A move is always made from a restored snapshot
-// of its state, so the search needs no undo.
+// visited once (by its hash), or again if it is reached with fewer faults
+// spent: the faults spent are not in the key, since a state with more of the
+// budget left can do all that one with less can. A move is always made from a
+// restored snapshot of its state, so the search needs no undo.
 type checker struct {
 	m    *model
-	seen map[key]bool
+	seen map[key]int // the fewest faults spent on the way to each state
 	path []string
 	res  *result
 }
@@ -87,7 +99,7 @@ func check(cfg config, prefix ...move) *result {
 	// frequent collections trade some memory for time.
 	defer debug.SetGCPercent(debug.SetGCPercent(200))
 	m := newModel(cfg)
-	c := &checker{m: m, seen: map[key]bool{}, res: &result{violations: map[string][]string{}}}
+	c := &checker{m: m, seen: map[key]int{}, res: &result{violations: map[string][]string{}}}
 	if len(m.bad) > 0 {
 		c.record(c.res.violations, move{kind: "start"}, m.bad)
 		return c.res
@@ -102,7 +114,7 @@ func check(cfg config, prefix ...move) *result {
 		}
 	}
 	s := m.capture(m.hash())
-	c.seen[s.key] = true
+	c.seen[s.key] = m.w.faults
 	c.res.states = 1
 	c.explore(s, 0)
 	c.res.elapsed = time.Since(start)
@@ -123,9 +135,13 @@ func (c *checker) explore(s *snapshot, depth int) {
 		faults = m.faultMoves()
 	}
 	settled := true
+	rounds := c.newRounds(s)
 	for _, mv := range base {
 		m.restore(s)
 		ctl := m.apply(mv)
+		if mv.kind == "control" && rounds.redundant(m, mv, ctl, settled) {
+			continue
+		}
 		if ctl != nil && s.w.faults < m.cfg.faults {
 			faults = append(faults, variants(mv, ctl, m.cfg)...)
 		}
@@ -192,11 +208,14 @@ func (c *checker) child(s *snapshot, mv move, ctl *stepCtl, depth int) bool {
 	if k == s.key {
 		return false
 	}
-	if c.seen[k] {
+	spent, seen := c.seen[k]
+	if seen && spent <= m.w.faults {
 		return true
 	}
-	c.seen[k] = true
-	c.res.states++
+	if !seen {
+		c.res.states++
+	}
+	c.seen[k] = m.w.faults
 	c.path = append(c.path, mv.String())
 	c.explore(m.capture(k), depth+1)
 	c.path = c.path[:len(c.path)-1]

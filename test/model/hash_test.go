@@ -14,10 +14,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodepatch/nodepatch/pkg/agent"
+	"github.com/nodepatch/nodepatch/pkg/controller"
 	"github.com/nodepatch/nodepatch/pkg/lock"
 )
 
-// key identifies a state: a 128-bit hash of the world and of every agent's memory.
+// key identifies a state: a 128-bit hash of the world and of every actor's memory.
 type key [16]byte
 
 // snapshot is a state the checker can come back to. An agent's memory is kept
@@ -29,6 +30,7 @@ type snapshot struct {
 	agents    []*agent.Agent
 	sems      []*lock.Semaphore
 	refs      []*lockRef
+	ctrls     []*controller.Rollout
 	agentKeys []key
 	key       key
 }
@@ -38,11 +40,14 @@ type snapshot struct {
 func (m *model) capture(k key) *snapshot {
 	s := &snapshot{w: m.w.clone(), agents: make([]*agent.Agent, len(m.agents)),
 		sems: make([]*lock.Semaphore, len(m.agents)), refs: slices.Clone(m.refs),
-		agentKeys: slices.Clone(m.agentKeys), key: k}
+		ctrls: make([]*controller.Rollout, len(m.ctrls)), agentKeys: slices.Clone(m.agentKeys), key: k}
 	for i, a := range m.agents {
 		if a != nil {
 			s.agents[i], s.sems[i] = cloneMem(a), cloneMem(m.sems[i])
 		}
+	}
+	for j, r := range m.ctrls {
+		s.ctrls[j] = cloneMem(r)
 	}
 	m.live = s
 	clear(m.dirty)
@@ -64,6 +69,12 @@ func (m *model) restore(s *snapshot) {
 		ref.Lock = sem
 		m.agents[i], m.sems[i], m.refs[i] = a, sem, ref
 	}
+	for j, r := range s.ctrls {
+		if i := m.cfg.nodes + j; m.live != s || m.dirty[i] {
+			m.agentKeys[i], m.keyed[i], m.keyedAt[i] = s.agentKeys[i], true, s.w.clock
+			m.ctrls[j] = cloneMem(r)
+		}
+	}
 	m.live = s
 	clear(m.dirty)
 	m.restores++
@@ -72,23 +83,27 @@ func (m *model) restore(s *snapshot) {
 	}
 	clear(m.keyed)
 	if got := m.hash(); got != s.key {
-		panic("model: a restored state differs from its snapshot: some agent or lock memory is not copied deeply enough")
+		panic("model: a restored state differs from its snapshot: some agent, lock or controller memory is not copied deeply enough")
 	}
 }
 
-// touched marks agent i's memory as changed by the move being made.
+// touched marks actor i's memory as changed by the move being made.
 func (m *model) touched(i int) {
 	m.dirty[i], m.keyed[i] = true, false
 }
 
 // hash is the state's key. Objects are hashed once (they never change).
-func (m *model) hash() key {
+func (m *model) hash() key { return m.hashExcept(-1) }
+
+// hashExcept is the key of the state with controller ctl's caches left out
+// (none for -1): equal for two states that differ only in how far that
+// controller's cache has got (see rounds).
+func (m *model) hashExcept(ctl int) key {
 	w := m.w
 	b := &m.buf
 	*b = (*b)[:0]
 	putTime(b, w.clock)
-	putInt(b, int64(w.faults))
-	putInt(b, int64(w.ticks))
+	putInt(b, int64(w.ticks)) // not the faults spent: see checker
 	for _, name := range m.nodeNames {
 		putBytes(b, m.objectHash(w.nodes[name]))
 		putInt(b, int64(w.rv[nodeKey(name)]))
@@ -109,22 +124,29 @@ func (m *model) hash() key {
 		putString(b, hs.askedFor)
 		putInt(b, int64(hs.cycles))
 		putInt(b, int64(hs.bootAtAttempt))
+		putBool(b, hs.admitted)
 	}
 	for i := range m.agents {
 		k := m.agentKey(i)
 		putBytes(b, k[:])
 	}
+	for _, k := range m.controllerKeys(ctl) {
+		putBytes(b, k[:])
+	}
 	return m.sum(*b)
 }
 
-// agentKey hashes agent i's memory and its lock's, or says it is down; it is
-// remembered until the agent's next move.
+// agentKey hashes actor i's memory: an agent's and its lock's (or that it is
+// down), or a controller's; it is remembered until the actor's next move.
 func (m *model) agentKey(i int) key {
 	if m.keyed[i] && m.keyedAt[i].Equal(m.w.clock) {
 		return m.agentKeys[i] // the hash reads the clock (see nextHostCheck)
 	}
 	var b []byte
-	if a := m.agents[i]; a != nil {
+	if i >= m.cfg.nodes {
+		mh := memHasher{m: m, b: &b, now: m.w.clock, seen: map[uintptr]bool{}}
+		mh.walk(reflect.ValueOf(m.ctrls[i-m.cfg.nodes]).Elem())
+	} else if a := m.agents[i]; a != nil {
 		putBool(&b, true)
 		mh := memHasher{m: m, b: &b, now: m.w.clock, seen: map[uintptr]bool{}}
 		mh.walk(reflect.ValueOf(a).Elem())
@@ -189,12 +211,13 @@ func (m *model) objectHash(obj any) []byte {
 	return k[:]
 }
 
-// memHasher hashes an agent's (or a Semaphore's) memory by reflection, so
-// that whatever the agent keeps in memory is in the state, including fields
-// added later. Interfaces, functions and channels are its configuration and
-// effects (the model's fakes, the logger, the metrics), not memory, and are
-// skipped, as are the agent's configuration and its once-only Event texts
-// (told), which change what Events say, never what the agent does.
+// memHasher hashes an agent's (or a Semaphore's, or a controller's) memory by
+// reflection, so that whatever it keeps in memory is in the state, including
+// fields added later. Interfaces, functions and channels are its configuration
+// and effects (the model's fakes and caches, the logger, the metrics), not
+// memory, and are skipped, as are the agent's and the controller's
+// configuration and the agent's once-only Event texts (told), which change
+// what Events say, never what the agent does.
 type memHasher struct {
 	m    *model
 	b    *[]byte
@@ -210,6 +233,7 @@ type memHasher struct {
 var (
 	timeType      = reflect.TypeFor[time.Time]()
 	agentType     = reflect.TypeFor[agent.Agent]()
+	rolloutType   = reflect.TypeFor[controller.Rollout]()
 	semaphoreType = reflect.TypeFor[lock.Semaphore]()
 )
 
@@ -270,6 +294,9 @@ func (mh memHasher) structure(v reflect.Value) {
 			if name := t.Field(i).Name; name == "seen" || name == "confirmed" {
 				continue
 			}
+		}
+		if t == rolloutType && t.Field(i).Name == "cfg" {
+			continue
 		}
 		if t == agentType {
 			switch t.Field(i).Name {

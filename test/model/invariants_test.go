@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
@@ -75,6 +76,32 @@ func (m *model) checkNodeWrite(cur, next *corev1.Node) {
 	if !now.LastReboot.Equal(was.LastReboot) && h.boot == h.bootAtAttempt {
 		m.fail("finished without a reboot: %s recorded a finished reboot, but its host is still on the boot its cycle left", next.Name)
 	}
+	_, had := cur.Annotations[state.AnnotationAdmitted]
+	_, has := next.Annotations[state.AnnotationAdmitted]
+	switch {
+	case has && !had:
+		h.admitted = true // only a controller adds it (an agent's update carries what it read)
+	case had && !has && !m.controllerStepping():
+		h.admitted = false
+	}
+}
+
+// controllerStepping: the move being made is a controller's round.
+func (m *model) controllerStepping() bool { return m.step != nil && m.step.agent >= m.cfg.nodes }
+
+// checkLeaseWrite judges one Lease write: with controllers, a node takes a
+// slot only once a controller has admitted it (since its last cycle).
+func (m *model) checkLeaseWrite(cur, next *coordinationv1.Lease) {
+	if m.cfg.controllers == 0 || next.Name == lockName || next.Spec.HolderIdentity == nil || *next.Spec.HolderIdentity == "" {
+		return
+	}
+	holder := *next.Spec.HolderIdentity
+	if cur != nil && cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity == holder {
+		return
+	}
+	if i := m.index(holder); i >= 0 && !m.w.hosts[i].admitted {
+		m.fail("unadmitted slot: %s took %s with no admission written for it since its last cycle", holder, next.Name)
+	}
 }
 
 // index is the model's number of a node.
@@ -133,6 +160,12 @@ func (m *model) checkNodeAtEnd(i int, halted bool) {
 	st, _ := state.Parse(n.Annotations)
 	if st.Phase == state.PhaseFailed {
 		return // halted with a reason: the operator's to look at
+	}
+	if h := m.w.hosts[i]; m.cfg.controllers > 0 && h.reboots > 0 && !h.needs && (!st.NeedSince.IsZero() || !st.Admitted.IsZero()) {
+		// An admission left behind would let the node's next need skip the
+		// controller.
+		m.fail("admission left at the end: %s rebooted and needs nothing, but carries need-since %q and admitted %q",
+			n.Name, n.Annotations[state.AnnotationNeedSince], n.Annotations[state.AnnotationAdmitted])
 	}
 	if st.Phase != state.PhaseIdle || nodeops.HasTaint(n) || st.CordonedByUs || n.Spec.Unschedulable != (i == m.cfg.cordoned) {
 		m.fail("left out of service at the end: %s phase=%q tainted=%t cordoned-by-nodepatch=%t unschedulable=%t",

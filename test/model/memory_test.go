@@ -16,7 +16,8 @@ import (
 // slices and pointers to nodepatch's own types are copied deeply. Interfaces,
 // functions, channels, times and pointers to other packages' types (the
 // agent's configuration and effects, a time zone, the metrics) are shared: they
-// are settings and sinks, not memory. The agent's cfg is shared whole.
+// are settings and sinks, not memory. The agent's and the controller's cfg are
+// shared whole.
 func cloneMem[T any](p *T) *T {
 	c := new(T)
 	copyValue(reflect.ValueOf(c).Elem(), reflect.ValueOf(p).Elem(), map[uintptr]reflect.Value{})
@@ -34,7 +35,7 @@ func copyValue(dst, src reflect.Value, done map[uintptr]reflect.Value) {
 			return
 		}
 		for i := range src.NumField() {
-			if src.Type() == agentType && src.Type().Field(i).Name == "cfg" {
+			if (src.Type() == agentType || src.Type() == rolloutType) && src.Type().Field(i).Name == "cfg" {
 				open(dst.Field(i)).Set(open(src.Field(i)))
 				continue
 			}

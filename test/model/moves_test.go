@@ -14,21 +14,26 @@ import (
 
 // move is one transition of the model.
 type move struct {
-	// step, renew, reboot, kubelet, tick; faults: crash (the agent process
-	// dies), lose (a reboot request that does nothing), sticky (a reboot that
-	// leaves the sentinel in place), block, reset and edit (the operator's writes)
+	// step, renew, reboot, kubelet, tick, control (a controller's round);
+	// faults: crash (the agent process dies), lose (a reboot request that does
+	// nothing), sticky (a reboot that leaves the sentinel in place), block,
+	// reset and edit (the operator's writes), ctlcrash (a controller process
+	// dies, and a new one makes its first round)
 	kind string
-	i    int
+	i    int // the node, or for control and ctlcrash the controller
 	// A step first delivers this many queued Node and Lease writes to the
 	// agent's caches. A delivery changes nothing but what the agent's next step
 	// reads, so delivering right before that step loses no interleaving.
 	nodes, leases int
-	plan          plan
+	// counts: for a control move (whose nodes is the delivery's number, see
+	// ctlCache.deliveries), how many of each Node's queued writes it delivers.
+	counts []int
+	plan   plan
 }
 
 func (mv move) fault() bool {
 	switch mv.kind {
-	case "crash", "lose", "sticky", "block", "reset", "edit":
+	case "crash", "lose", "sticky", "block", "reset", "edit", "ctlcrash":
 		return true
 	}
 	return mv.plan != plan{}
@@ -36,10 +41,15 @@ func (mv move) fault() bool {
 
 func (mv move) String() string {
 	s := fmt.Sprintf("%s node-%d", mv.kind, mv.i)
+	if mv.kind == "control" || mv.kind == "ctlcrash" {
+		s = fmt.Sprintf("%s controller-%d", mv.kind, mv.i)
+	}
 	switch {
 	case mv.kind == "tick" || mv.kind == "end" || mv.kind == "start":
 		return mv.kind
-	case mv.nodes > 0 || mv.leases > 0:
+	case (mv.kind == "control" || mv.kind == "ctlcrash") && mv.nodes > 0:
+		s += fmt.Sprintf(" (its caches first get %v of each Node's queued writes and %d of the header's)", mv.counts, mv.leases)
+	case mv.kind == "step" && (mv.nodes > 0 || mv.leases > 0):
 		s += fmt.Sprintf(" (its caches first get %d Node and %d Lease writes)", mv.nodes, mv.leases)
 	}
 	p := mv.plan
@@ -70,7 +80,7 @@ func (mv move) String() string {
 
 // baseMoves are the moves that need no fault: each agent's next step (after
 // each number of queued writes its caches may have received by then), pending
-// reboots and the kubelet's report after one.
+// reboots and the kubelet's report after one, each controller's next round.
 func (m *model) baseMoves() []move {
 	w := m.w
 	var moves []move
@@ -97,7 +107,8 @@ func (m *model) baseMoves() []move {
 			moves = append(moves, move{kind: "reboot", i: i})
 		}
 	}
-	return moves
+	// last, so that the checker knows by then whether anything else moves (see rounds)
+	return append(moves, m.controlMoves()...)
 }
 
 // faultMoves are the faults that may strike between steps.
@@ -125,6 +136,12 @@ func (m *model) faultMoves() []move {
 			moves = append(moves, move{kind: "edit", i: i})
 		}
 	}
+	if k["ctlcrash"] {
+		for _, mv := range m.controlMoves() {
+			mv.kind = "ctlcrash"
+			moves = append(moves, mv)
+		}
+	}
 	return moves
 }
 
@@ -133,6 +150,9 @@ func (m *model) faultMoves() []move {
 // write right before each of its writes or its reads of its Node, another
 // agent's step right before each effect, a failing drain.
 func variants(step move, ctl *stepCtl, cfg config) []move {
+	if step.kind == "control" {
+		return controlVariants(step, ctl, cfg)
+	}
 	kinds := cfg.kinds
 	var plans []plan
 	for k, e := range ctl.effects {
@@ -230,6 +250,14 @@ func (m *model) apply(mv move) *stepCtl {
 		w.hosts[mv.i].needs = true
 	case "block", "reset", "edit":
 		m.interfere(nodeKey(m.name(mv.i)), mv.kind)
+	case "control":
+		ctl = m.control(mv)
+	case "ctlcrash":
+		// The process dies between rounds and the new one makes its first
+		// round at once: until it does, the dead one and the new one do
+		// nothing, which the old one doing nothing for as long covers.
+		m.restartController(mv.i)
+		m.control(mv)
 	case "renew":
 		m.withStep(mv.i, plan{}, func(ctx context.Context) { _ = m.refs[mv.i].Renew(ctx) })
 	case "tick":

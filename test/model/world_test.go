@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/nodepatch/nodepatch/pkg/agent"
+	"github.com/nodepatch/nodepatch/pkg/controller"
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/metrics"
@@ -47,6 +48,9 @@ type world struct {
 	leases map[string]*coordinationv1.Lease
 	rv     map[string]int
 	caches []*cache // nil while the node's agent is down
+	// ctls are the controllers' caches, which outlive their processes (see
+	// restartController); they are never changed in place, so a clone shares them.
+	ctls   []*ctlCache
 	hosts  []machine
 	faults int // faults spent on the way here
 	ticks  int // ticks taken while something was still in flight
@@ -77,6 +81,12 @@ type machine struct {
 	cycles   int
 	// bootAtAttempt is the boot the current cycle's first attempt left.
 	bootAtAttempt int
+	// admitted: a controller wrote an admission for this node, and no agent
+	// has removed it since (the end of a cycle, or a withdrawn need). A
+	// controller's revocation leaves it set: an agent whose cache still shows
+	// the admission may take a slot on it, a race the design accepts (the lock
+	// is the bound).
+	admitted bool
 }
 
 func (w *world) clone() *world {
@@ -88,6 +98,7 @@ func (w *world) clone() *world {
 			c.caches[i] = &cache{node: k.node, nodeQ: slices.Clone(k.nodeQ), leases: maps.Clone(k.leases), leaseQ: slices.Clone(k.leaseQ)}
 		}
 	}
+	c.ctls = slices.Clone(w.ctls)
 	c.hosts = slices.Clone(w.hosts)
 	return &c
 }
@@ -121,6 +132,7 @@ func (m *model) publishNode(writer int, n *corev1.Node) {
 			}
 		}
 	}
+	m.publishNodeToControllers(n)
 }
 
 // publishLease queues a stored Lease for every agent's Lease informer.
@@ -133,16 +145,21 @@ func (m *model) publishLease(writer int, l *coordinationv1.Lease) {
 			}
 		}
 	}
+	m.publishLeaseToControllers(l)
 }
 
 // model is the live state the checker moves through: the world and each node's
-// agent (nil while down), with the lock each agent uses.
+// agent (nil while down), with the lock each agent uses, and the controllers.
+// The actors are numbered agents first (node i is actor i), then controllers
+// (controller j is actor cfg.nodes+j): clients, dirty and the memory keys go
+// by actor.
 type model struct {
 	cfg     config
 	w       *world
 	agents  []*agent.Agent
 	sems    []*lock.Semaphore
 	refs    []*lockRef
+	ctrls   []*controller.Rollout
 	clients []*fake.Clientset
 	step    *stepCtl
 	// bad collects the invariants broken during the move being made.
@@ -156,13 +173,16 @@ type model struct {
 	// captured into); dirty marks those changed since.
 	live  *snapshot
 	dirty []bool
-	// agentKeys remembers each agent's memory hash while keyed says it holds.
+	// agentKeys remembers each actor's memory hash while keyed says it holds.
 	agentKeys []key
 	keyed     []bool
 	keyedAt   []time.Time
 	// The names of the model's objects, in the order they are hashed.
 	nodeNames, leaseNames []string
 	metrics               []*metrics.Metrics // per node, shared by its agent's incarnations: never read
+	// ctlMetrics are per controller, shared by its incarnations: never read.
+	ctlMetrics []*controller.Metrics
+	settings   controller.Settings
 }
 
 // lockRef is the agent's Lock: the model points it at the Semaphore of the
@@ -171,7 +191,7 @@ type lockRef struct{ agent.Lock }
 
 // stepCtl is the move in progress: whose step, its fault plan, and what it did.
 type stepCtl struct {
-	agent      int
+	agent      int // the actor: a node's agent, or a controller
 	plan       plan
 	effects    []effect
 	drained    bool
@@ -224,7 +244,7 @@ func (m *model) now() time.Time    { return m.w.clock }
 func bootID(name string, boot int) string { return fmt.Sprintf("%s-boot-%d", name, boot) }
 
 // newModel builds the initial state: every node Ready, needing a reboot, the
-// operator's cordon on cfg.cordoned, and every agent started.
+// operator's cordon on cfg.cordoned, every agent started, then the controllers.
 func newModel(cfg config) *model {
 	m := &model{cfg: cfg, objHashes: map[any][]byte{}, seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		w: &world{clock: t0, nodes: map[string]*corev1.Node{}, leases: map[string]*coordinationv1.Lease{}, rv: map[string]int{}}}
@@ -235,7 +255,8 @@ func newModel(cfg config) *model {
 	}
 	m.agents, m.sems, m.refs = make([]*agent.Agent, n), make([]*lock.Semaphore, n), make([]*lockRef, n)
 	m.w.caches, m.w.hosts = make([]*cache, n), make([]machine, n)
-	m.dirty, m.agentKeys, m.keyed, m.keyedAt = make([]bool, n), make([]key, n), make([]bool, n), make([]time.Time, n)
+	actors := n + cfg.controllers
+	m.dirty, m.agentKeys, m.keyed, m.keyedAt = make([]bool, actors), make([]key, actors), make([]bool, actors), make([]time.Time, actors)
 	for i := range n {
 		m.nodeNames = append(m.nodeNames, m.name(i))
 		m.metrics = append(m.metrics, metrics.New(m.name(i), "model"))
@@ -251,6 +272,7 @@ func newModel(cfg config) *model {
 	for i := range n {
 		m.start(i)
 	}
+	m.startControllers()
 	return m
 }
 
@@ -272,17 +294,18 @@ func (m *model) start(i int) {
 			MaxRepeatedReboots: 3, BusyTimeout: 30 * time.Minute},
 		Drain:             nodeops.DrainOptions{Timeout: time.Minute, GracePeriod: -1, DeleteEmptyDirData: true, Log: io.Discard},
 		DrainRetryBackoff: drainBackoff, MaxDrainRetryBackoff: time.Hour,
-		Period:   period,
-		Clock:    m.now,
-		Node:     nodeReader{m, i},
-		Nodes:    &nodeWriter{Node: &nodeops.Node{Client: client, Name: name}, m: m, i: i},
-		Lock:     ref,
-		Detector: detector{m, i},
-		BootID:   bootIDReader{m, i},
-		Rebooter: rebooter{m, i},
-		Events:   &record.FakeRecorder{},
-		Metrics:  m.metrics[i],
-		Log:      slog.New(slog.DiscardHandler),
+		Period:    period,
+		Clock:     m.now,
+		Node:      nodeReader{m, i},
+		Nodes:     &nodeWriter{Node: &nodeops.Node{Client: client, Name: name}, m: m, i: i},
+		Lock:      ref,
+		Detector:  detector{m, i},
+		BootID:    bootIDReader{m, i},
+		Rebooter:  rebooter{m, i},
+		Events:    &record.FakeRecorder{},
+		Metrics:   m.metrics[i],
+		Log:       slog.New(slog.DiscardHandler),
+		Admission: m.cfg.controllers > 0,
 	})
 	must(err)
 	m.agents[i], m.sems[i], m.refs[i] = a, sem, ref
@@ -295,6 +318,10 @@ func (m *model) start(i int) {
 // now with caches that lag until then, which the deliveries before its first
 // step cover, and while it is down it writes nothing.
 func (m *model) restart(i int) {
+	if i >= m.cfg.nodes {
+		m.restartController(i - m.cfg.nodes)
+		return
+	}
 	m.kill(i)
 	m.start(i)
 }
@@ -306,13 +333,15 @@ func (m *model) kill(i int) {
 	m.w.caches[i] = nil
 }
 
-// withStep runs fn as a step of agent i under plan; after a planned crash the
-// agent is gone.
+// withStep runs fn as a step of actor i under plan; after a planned crash the
+// process is gone.
 func (m *model) withStep(i int, p plan, fn func(context.Context)) *stepCtl {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ctl := &stepCtl{agent: i, plan: p, polls: map[string]poll{}, cancel: cancel,
-		resettable: resettable(m.w.nodes[m.name(i)].Annotations)}
+	ctl := &stepCtl{agent: i, plan: p, polls: map[string]poll{}, cancel: cancel}
+	if i < m.cfg.nodes {
+		ctl.resettable = resettable(m.w.nodes[m.name(i)].Annotations)
+	}
 	m.step = ctl
 	m.touched(i)
 	fn(ctx)
