@@ -377,7 +377,8 @@ func controllerConfig(t *testing.T, nodes, controllers, faults int, kinds ...str
 // whatever the controllers admit; no node takes a slot no controller admitted
 // it to; and every node is rebooted, its admission gone, by the end. make
 // model (NODEPATCH_MODEL_LONG=1) runs the crash on three nodes, and two
-// controllers with a crash or a failing write on two.
+// controllers, one of which crashes once, on two (three nodes with two
+// controllers is more than 20 minutes).
 func TestControllerInterleavings(t *testing.T) {
 	type search struct {
 		name   string
@@ -395,8 +396,8 @@ func TestControllerInterleavings(t *testing.T) {
 	if os.Getenv("NODEPATCH_MODEL_LONG") != "" {
 		searches = append(searches,
 			search{"one-crash-3", controllerConfig(t, 3, 1, 1, "ctlcrash"), "a controller crash, on three nodes"},
-			search{"two-leaders-crash", controllerConfig(t, 2, 2, 1, "ctlcrash", "fail"),
-				"two leaders, one of which crashes or has a write fail (before or after it took effect)"})
+			search{"two-leaders-crash", controllerConfig(t, 2, 2, 1, "ctlcrash"),
+				"two leaders, one of which crashes"})
 	}
 	for _, c := range searches {
 		t.Run(c.name, func(t *testing.T) {
