@@ -46,7 +46,9 @@ chaos: tools
 # The exhaustive interleaving check (test/model) with larger bounds than make test's:
 # FAULTS faults of every kind per path on three nodes (FAULTS=1: about 1.2 million
 # states in 18 minutes on 2 cores; each further fault multiplies that many times), any
-# two faults on two nodes, the node-conflict and lock-TTL searches.
+# two faults on two nodes, the node-conflict and lock-TTL searches, and the rollout
+# controller's longer searches (a controller crash on three nodes; two controllers that
+# both lead, one of them crashing, on two nodes).
 FAULTS ?= 1
 model:
 	NODEPATCH_MODEL_LONG=1 NODEPATCH_MODEL_FAULTS=$(FAULTS) $(GO) test -count=1 -timeout 0 -v ./test/model/
