@@ -123,11 +123,18 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	etcdURL, err := cp.startEtcd()
+	// Every port is picked before anything starts: a port picked and released
+	// for etcd, which binds it only later, could otherwise be handed out again
+	// for the API server (seen: "bind: address already in use").
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
-	if err := cp.startAPIServer(etcdURL, opts.APIServerArgs); err != nil {
+	etcdURL, err := cp.startEtcd(ports[0], ports[1])
+	if err != nil {
+		return err
+	}
+	if err := cp.startAPIServer(etcdURL, ports[2], opts.APIServerArgs); err != nil {
 		return err
 	}
 	if err := cp.waitAPIServerReady(ctx, opts.StartTimeout); err != nil {
@@ -173,13 +180,9 @@ func (cp *ControlPlane) componentTokens(extra []Token) (map[string]string, error
 	return tokens, nil
 }
 
-func (cp *ControlPlane) startEtcd() (string, error) {
-	ports, err := freePorts(2)
-	if err != nil {
-		return "", err
-	}
-	clientURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+func (cp *ControlPlane) startEtcd(clientPort, peerPort int) (string, error) {
+	clientURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	args := []string{
 		"--data-dir=" + cp.path("etcd-data"),
 		"--listen-client-urls=" + clientURL,
@@ -194,17 +197,13 @@ func (cp *ControlPlane) startEtcd() (string, error) {
 	return clientURL, cp.startComponent("etcd", args, nil)
 }
 
-func (cp *ControlPlane) startAPIServer(etcdURL string, extra []string) error {
-	ports, err := freePorts(1)
-	if err != nil {
-		return err
-	}
-	cp.URL = "https://127.0.0.1:" + strconv.Itoa(ports[0])
+func (cp *ControlPlane) startAPIServer(etcdURL string, port int, extra []string) error {
+	cp.URL = "https://127.0.0.1:" + strconv.Itoa(port)
 	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(ports[0]),
+		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + cp.path("apiserver-certs"),
 		"--tls-cert-file=" + cp.pki.ServerCert,
 		"--tls-private-key-file=" + cp.pki.ServerKey,
