@@ -12,6 +12,9 @@ import (
 // with 5 s reboots, the agents in this process, the controller a process.
 // Each prints its figures next to the targets; none is asserted.
 
+// The benchmarks' progress goes to stderr, as it happens: testing keeps only
+// ten lines of a benchmark's log, which the summary needs.
+
 // binaryEnv names a nodepatch binary for the benchmarks' controller, to
 // compare a build with this tree's (empty: build this tree).
 const binaryEnv = "NODEPATCH_BENCH_BINARY"
@@ -25,7 +28,7 @@ func BenchmarkScale1000(b *testing.B) { benchScale(b, 1000) }
 func BenchmarkControllerAlone5000(b *testing.B) {
 	for b.Loop() {
 		r, err := RunControllerAlone(b.Context(), AloneOptions{Nodes: 5000, MaxUnavailable: "10%",
-			RebootDuration: 5 * time.Second, Log: harness.NewTestLogWriter(b), Binary: os.Getenv(binaryEnv)})
+			RebootDuration: 5 * time.Second, Log: os.Stderr, Binary: os.Getenv(binaryEnv)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -43,7 +46,7 @@ func BenchmarkControllerAlone5000(b *testing.B) {
 func benchScale(b *testing.B, nodes int) {
 	for b.Loop() {
 		r, err := RunScale(b.Context(), ScaleOptions{Nodes: nodes, MaxUnavailable: "10%", RebootDuration: 5 * time.Second,
-			IdleWindow: time.Minute, Timeout: time.Hour, Log: harness.NewTestLogWriter(b), Binary: os.Getenv(binaryEnv)})
+			IdleWindow: time.Minute, Timeout: time.Hour, Log: os.Stderr, Binary: os.Getenv(binaryEnv)})
 		if err != nil {
 			b.Fatal(err)
 		}
