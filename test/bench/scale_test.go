@@ -28,7 +28,7 @@ func BenchmarkScale1000(b *testing.B) { benchScale(b, 1000) }
 func BenchmarkControllerAlone5000(b *testing.B) {
 	for b.Loop() {
 		r, err := RunControllerAlone(b.Context(), AloneOptions{Nodes: 5000, MaxUnavailable: "10%",
-			RebootDuration: 5 * time.Second, Log: os.Stderr, Binary: os.Getenv(binaryEnv)})
+			RebootDuration: 5 * time.Second, Timeout: 2 * time.Hour, Log: os.Stderr, Binary: os.Getenv(binaryEnv)})
 		if err != nil {
 			b.Fatal(err)
 		}
