@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,9 +78,19 @@ type Config struct {
 	// change, never by comparing its clock with the holder's renew time.
 	TTL time.Duration
 	// NodeExists tells whether a holder is still a Node of the cluster; the slot of a
-	// deleted node is reclaimed.
+	// deleted node is reclaimed. A holder found to exist is not asked about
+	// again for NodeRecheck while its slot's record is unchanged.
 	NodeExists func(ctx context.Context, name string) (bool, error)
+	// PreferredSlot, when set, names the slot index to try first (-1: none):
+	// the rollout controller's hint, so that the nodes it admits together do
+	// not race for the same slot.
+	PreferredSlot func() int
 }
+
+// NodeRecheck is how long a holder found to be a Node is taken to stay one
+// (while its slot is unchanged): a waiting agent wakes on every change of the
+// lock, and would otherwise look up every holder's Node each time.
+const NodeRecheck = 30 * time.Second
 
 // NodeExistsIn is the usual Config.NodeExists: a Get of the Node. Only a NotFound
 // answer says the holder is gone; any other error keeps its slot.
@@ -106,6 +117,9 @@ type Semaphore struct {
 	// seen is, per slot, its record's resourceVersion and when this process
 	// first saw that version: the base of TTL expiry.
 	seen map[string]seenRecord
+	// exists is, per slot, the record whose holder was last found to be a
+	// Node, and when.
+	exists map[string]seenRecord
 	// confirmed is when this process last wrote its own slot successfully
 	// (take or renew): the base of self-fencing.
 	confirmed time.Time
@@ -125,7 +139,7 @@ func New(cfg Config, leases coordclient.LeaseInterface, lister coordlisters.Leas
 	if cfg.Identity == "" || cfg.Name == "" || cfg.Namespace == "" {
 		return nil, fmt.Errorf("lock: name %q, namespace %q and identity %q must all be set", cfg.Name, cfg.Namespace, cfg.Identity)
 	}
-	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, mono: time.Now, seen: map[string]seenRecord{}}, nil
+	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, mono: time.Now, seen: map[string]seenRecord{}, exists: map[string]seenRecord{}}, nil
 }
 
 // Selector selects the Leases of the lock called name, for the informer that feeds New.
@@ -340,9 +354,15 @@ func setLimit(l *coordinationv1.Lease, limit int, generation int64) {
 func (s *Semaphore) SlotName(i int) string { return s.cfg.Name + "-" + strconv.Itoa(i) }
 
 // TryAcquire takes a free slot, or confirms the one this identity already holds. It
-// returns false, with no error, when every slot is held. Slots of holders that are
-// gone (or expired, with a TTL) are freed first, wherever they are: a slot left
-// from a larger limit, held by a deleted node, would otherwise count for ever.
+// returns false, with no error, when every slot is held or another taker won
+// the slot it tried (it tries again on the next change of the Leases). Slots
+// of holders that are gone (or expired, with a TTL) are freed first, wherever
+// they are: a slot left from a larger limit, held by a deleted node, would
+// otherwise count for ever.
+//
+// A take costs one List of the slots and one write: the List is the fresh
+// read both of the holder count and of the slot's version, and the write
+// carries that version.
 func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	snap, err := s.Snapshot()
 	if err != nil {
@@ -354,17 +374,68 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	if len(snap.Holders) >= snap.Limit && !s.reclaimAny(ctx, snap) {
 		return "", false, nil
 	}
-	for i := 0; i < snap.Limit; i++ {
-		won, err := s.tryTake(ctx, s.SlotName(i))
-		if err != nil || won {
-			if won {
-				s.markConfirmed()
-				s.awaitCache(ctx, s.SlotName(i), true)
-			}
-			return s.SlotName(i), won, err
+	live, err := s.liveSlots(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	if name, ok := live.heldBy(s.cfg.Identity); ok {
+		s.markConfirmed()
+		return name, true, nil
+	}
+	for _, name := range s.takeOrder(live) {
+		won, lost, err := s.takeFrom(ctx, live, name)
+		switch {
+		case err != nil:
+			return name, false, err
+		case won:
+			s.markConfirmed()
+			s.awaitCache(ctx, name, true)
+			return name, true, nil
+		case lost:
+			// Another taker moved since the List: what it shows is stale.
+			return "", false, nil
 		}
 	}
 	return "", false, nil
+}
+
+// takeOrder is the order in which slots are tried: free slots before held
+// ones (a held slot is taken only from a holder that is gone, which costs a
+// look at its Node); among the free, the preferred one (the rollout
+// controller's hint) first, then the others from an offset of this
+// identity's own, so that takers admitted together try different slots
+// rather than all the lowest free one.
+func (s *Semaphore) takeOrder(live liveLock) []string {
+	open := live.count.limit - live.count.past
+	if open <= 0 {
+		return nil
+	}
+	preferred := -1
+	if s.cfg.PreferredSlot != nil {
+		preferred = s.cfg.PreferredSlot()
+	}
+	indices := make([]int, 0, open)
+	if preferred >= 0 && preferred < open {
+		indices = append(indices, preferred)
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s.cfg.Identity))
+	offset := int(h.Sum32() % uint32(open))
+	for k := range open {
+		if i := (offset + k) % open; i != preferred {
+			indices = append(indices, i)
+		}
+	}
+	var free, held []string
+	for _, i := range indices {
+		name := s.SlotName(i)
+		if l, ok := live.slots[name]; ok && holderOf(l).Identity != "" {
+			held = append(held, name)
+		} else {
+			free = append(free, name)
+		}
+	}
+	return append(free, held...)
 }
 
 // reclaimAny frees every reclaimable slot outside the limit's range, and says
@@ -423,29 +494,39 @@ func (s *Semaphore) awaitCache(ctx context.Context, slot string, held bool) {
 	}
 }
 
-// tryTake takes one slot when it is free or reclaimable; a conflict means another
-// node moved first and is a loss, not an error.
+// tryTake takes one slot when it is free or reclaimable, on a fresh List; a
+// conflict means another node moved first and is a loss, not an error.
 func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
-	current, err := s.leases.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return s.create(ctx, name)
-	}
+	live, err := s.liveSlots(ctx)
 	if err != nil {
-		return false, fmt.Errorf("reading lock slot %s: %w", name, err)
+		return false, err
+	}
+	won, _, err := s.takeFrom(ctx, live, name)
+	return won, err
+}
+
+// takeFrom takes slot name as live shows it: creates it when it does not
+// exist, takes it when it is free or its holder reclaimable, and only when the
+// holders of the other slots leave room. lost says that another writer
+// changed the slot since live was read.
+func (s *Semaphore) takeFrom(ctx context.Context, live liveLock, name string) (won, lost bool, err error) {
+	count := live.count
+	current, ok := live.slots[name]
+	if !ok {
+		if count.holders >= count.limit || !count.usable(s.slotIndex(name)) {
+			return false, false, nil
+		}
+		return s.create(ctx, name)
 	}
 	s.noteSeen(current)
 	h := holderOf(current)
 	if h.Identity == s.cfg.Identity {
-		return true, nil
+		return true, false, nil
 	}
 	if h.Identity != "" {
 		if ok, err := s.reclaimable(ctx, h); !ok {
-			return false, err
+			return false, false, err
 		}
-	}
-	count, err := s.liveHolders(ctx)
-	if err != nil {
-		return false, err
 	}
 	// Taking a reclaimable slot replaces its holder only: the holders of the
 	// other slots must still leave room. After a shrink they can be past the
@@ -456,9 +537,10 @@ func (s *Semaphore) tryTake(ctx context.Context, name string) (bool, error) {
 		others--
 	}
 	if others >= count.limit || !count.usable(s.slotIndex(name)) {
-		return false, nil
+		return false, false, nil
 	}
-	return s.update(ctx, current, s.cfg.Identity)
+	won, err = s.update(ctx, current, s.cfg.Identity)
+	return won, !won && err == nil, err
 }
 
 // slotCount is the lock as one List of its Leases shows it.
@@ -478,32 +560,49 @@ func (c slotCount) usable(index int) bool {
 	return index >= 0 && index < c.limit-c.past
 }
 
-// liveHolders counts holders over every slot Lease of the lock, and reads the
-// limit in force, from the API rather than the cache, so that the count taken
-// just before a write is current.
-func (s *Semaphore) liveHolders(ctx context.Context) (slotCount, error) {
+// liveLock is one List of the lock's Leases from the API server: the count,
+// and the slot Leases by name with the versions a write must carry.
+type liveLock struct {
+	count slotCount
+	slots map[string]*coordinationv1.Lease
+}
+
+func (l liveLock) heldBy(identity string) (string, bool) {
+	for name, lease := range l.slots {
+		if holderOf(lease).Identity == identity {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// liveSlots lists every Lease of the lock from the API rather than the cache,
+// so that the count and the versions taken just before a write are current.
+func (s *Semaphore) liveSlots(ctx context.Context) (liveLock, error) {
 	list, err := s.leases.List(ctx, metav1.ListOptions{LabelSelector: Selector(s.cfg.Name).String()})
 	if err != nil {
-		return slotCount{}, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
+		return liveLock{}, fmt.Errorf("counting holders of lock %s: %w", s.cfg.Name, err)
 	}
-	c := slotCount{limit: s.cfg.Slots}
+	live := liveLock{count: slotCount{limit: s.cfg.Slots}, slots: map[string]*coordinationv1.Lease{}}
 	var held []int
 	for i := range list.Items {
 		l := &list.Items[i]
-		switch {
-		case l.Name == s.cfg.Name:
-			c.limit = s.limitFrom(l)
-		case holderOf(l).Identity != "":
-			c.holders++
+		if l.Name == s.cfg.Name {
+			live.count.limit = s.limitFrom(l)
+			continue
+		}
+		live.slots[l.Name] = l
+		if holderOf(l).Identity != "" {
+			live.count.holders++
 			held = append(held, s.slotIndex(l.Name))
 		}
 	}
 	for _, i := range held {
-		if i >= c.limit {
-			c.past++
+		if i >= live.count.limit {
+			live.count.past++
 		}
 	}
-	return c, nil
+	return live, nil
 }
 
 // reclaimable says whether a held slot may be taken: its holder is no longer a
@@ -512,28 +611,42 @@ func (s *Semaphore) reclaimable(ctx context.Context, h Holder) (bool, error) {
 	if s.cfg.TTL > 0 && s.unchangedFor(h.Slot, h.version) > s.cfg.TTL {
 		return true, nil
 	}
-	if s.cfg.NodeExists == nil {
+	if s.cfg.NodeExists == nil || s.knownToExist(h) {
 		return false, nil
 	}
 	exists, err := s.cfg.NodeExists(ctx, h.Identity)
 	if err != nil {
 		return false, fmt.Errorf("checking whether lock holder %s still exists: %w", h.Identity, err)
 	}
+	if exists {
+		s.mu.Lock()
+		s.exists[h.Slot] = seenRecord{version: h.version, at: s.mono()}
+		s.mu.Unlock()
+	}
 	return !exists, nil
 }
 
-func (s *Semaphore) create(ctx context.Context, name string) (bool, error) {
-	if c, err := s.liveHolders(ctx); err != nil || c.holders >= c.limit || !c.usable(s.slotIndex(name)) {
-		return false, err
-	}
-	_, err := s.leases.Create(ctx, s.newLease(name, s.cfg.Identity), metav1.CreateOptions{})
+// knownToExist: h's holder was found to be a Node less than NodeRecheck ago,
+// and its slot has not changed since. Remembering only that a holder exists
+// can delay a reclaim, never allow one.
+func (s *Semaphore) knownToExist(h Holder) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.exists[h.Slot]
+	return ok && rec.version == h.version && s.mono().Sub(rec.at) < NodeRecheck
+}
+
+// create makes slot name, held by this identity; the caller has checked the
+// count. AlreadyExists is a loss to another taker.
+func (s *Semaphore) create(ctx context.Context, name string) (won, lost bool, err error) {
+	_, err = s.leases.Create(ctx, s.newLease(name, s.cfg.Identity), metav1.CreateOptions{})
 	switch {
 	case err == nil:
-		return true, nil
+		return true, false, nil
 	case apierrors.IsAlreadyExists(err):
-		return false, nil
+		return false, true, nil
 	default:
-		return false, fmt.Errorf("creating lock slot %s: %w", name, err)
+		return false, false, fmt.Errorf("creating lock slot %s: %w", name, err)
 	}
 }
 

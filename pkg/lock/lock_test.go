@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -73,6 +74,9 @@ func holderOfSlot(t *testing.T, client *fake.Clientset, slot string) string {
 	require.NoError(t, err)
 	return holderOf(l).Identity
 }
+
+// slot is a PreferredSlot of slot i.
+func slot(i int) func() int { return func() int { return i } }
 
 func take(t *testing.T, s *Semaphore) bool {
 	t.Helper()
@@ -282,8 +286,8 @@ func TestReclaimedSlotCountsTheOtherHolders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client := newClient()
 			exists := func(_ context.Context, name string) (bool, error) { return name != "ghost-of-nodepatch-lock-0", nil }
-			x, _ := newSem(t, client, Config{Slots: 2, Identity: "x", TTL: tc.ttl, NodeExists: exists}, nil)
-			b, _ := newSem(t, client, Config{Slots: 2, Identity: "b", TTL: tc.ttl, NodeExists: exists}, nil)
+			x, _ := newSem(t, client, Config{Slots: 2, Identity: "x", TTL: tc.ttl, NodeExists: exists, PreferredSlot: slot(0)}, nil)
+			b, _ := newSem(t, client, Config{Slots: 2, Identity: "b", TTL: tc.ttl, NodeExists: exists, PreferredSlot: slot(1)}, nil)
 			require.True(t, take(t, x))
 			require.True(t, take(t, b))
 			require.Equal(t, "b", holderOfSlot(t, client, "nodepatch-lock-1"))
@@ -310,9 +314,9 @@ func TestReclaimedSlotCountsTheOtherHolders(t *testing.T) {
 // together: three holders at limit 2.
 func TestLeftoverPastAShrunkLimitClosesTheTopSlot(t *testing.T) {
 	client := newClient()
-	x, _ := newSem(t, client, Config{Slots: 3, Identity: "x"}, nil)
-	for _, id := range []string{"p", "q"} { // fill slots 0 and 1 so that x gets slot 2
-		s, _ := newSem(t, client, Config{Slots: 3, Identity: id}, nil)
+	x, _ := newSem(t, client, Config{Slots: 3, Identity: "x", PreferredSlot: slot(2)}, nil)
+	for i, id := range []string{"p", "q"} { // fill slots 0 and 1 so that x gets slot 2
+		s, _ := newSem(t, client, Config{Slots: 3, Identity: id, PreferredSlot: slot(i)}, nil)
 		require.True(t, take(t, s))
 	}
 	require.True(t, take(t, x))
@@ -345,4 +349,143 @@ func TestSnapshotPastLimit(t *testing.T) {
 	require.True(t, snap.PastLimit(Holder{Slot: "nodepatch-lock-1"}))
 	require.False(t, snap.PastLimit(Holder{Slot: "odd"}))
 	require.False(t, Snapshot{}.PastLimit(Holder{Slot: "nodepatch-lock-3"}), "no limit known: nothing is past it")
+}
+
+// trackerLister reads the fake clientset's objects without going through its
+// client, as an informer's cache would: no request is recorded.
+type trackerLister struct{ client *fake.Clientset }
+
+func (l trackerLister) List(labels.Selector) ([]*coordinationv1.Lease, error) {
+	obj, err := l.client.Tracker().List(coordinationv1.SchemeGroupVersion.WithResource("leases"),
+		coordinationv1.SchemeGroupVersion.WithKind("Lease"), ns)
+	if err != nil {
+		return nil, err
+	}
+	list := obj.(*coordinationv1.LeaseList)
+	out := make([]*coordinationv1.Lease, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (l trackerLister) Get(name string) (*coordinationv1.Lease, error) {
+	obj, err := l.client.Tracker().Get(coordinationv1.SchemeGroupVersion.WithResource("leases"), ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*coordinationv1.Lease), nil
+}
+
+// requestsOf runs fn and returns the requests it made, as "verb resource".
+func requestsOf(client *fake.Clientset, fn func()) []string {
+	before := len(client.Actions())
+	fn()
+	var out []string
+	for _, a := range client.Actions()[before:] {
+		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	return out
+}
+
+// TestTakeCostsOneListAndOneWrite: with live holders on some slots, a take
+// lists the lock once and writes once; it looks up no holder's Node (a free
+// slot needs no reclaim), and it goes to the preferred slot.
+func TestTakeCostsOneListAndOneWrite(t *testing.T) {
+	client := newClient()
+	nodeLookups := 0
+	exists := func(context.Context, string) (bool, error) { nodeLookups++; return true, nil }
+	for i, id := range []string{"a", "b", "c"} {
+		s, _ := newSem(t, client, Config{Slots: 5, Identity: id, PreferredSlot: slot(i)}, nil)
+		require.True(t, take(t, s))
+	}
+	for _, tc := range []struct {
+		id, slot string
+		verbs    []string
+	}{
+		{id: "d", slot: "nodepatch-lock-4", verbs: []string{"list leases", "create leases"}},
+		{id: "e", slot: "nodepatch-lock-3", verbs: []string{"list leases", "create leases"}},
+	} {
+		want := slotIndexOf(t, tc.slot)
+		s, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 5, Identity: tc.id, NodeExists: exists,
+			PreferredSlot: slot(want)}, client.CoordinationV1().Leases(ns), trackerLister{client}, time.Now)
+		require.NoError(t, err)
+		var got string
+		requests := requestsOf(client, func() {
+			var won bool
+			got, won, err = s.TryAcquire(context.Background())
+			require.NoError(t, err)
+			require.True(t, won)
+		})
+		require.Equal(t, tc.slot, got, "the preferred slot was free")
+		require.Equal(t, tc.verbs, requests)
+	}
+	require.Zero(t, nodeLookups, "free slots were open: no holder needed a look")
+
+	// A taken slot is released and reused: one list, one update.
+	c, _ := newSem(t, client, Config{Slots: 5, Identity: "c"}, nil)
+	require.NoError(t, c.Release(context.Background()))
+	f, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 5, Identity: "f", NodeExists: exists},
+		client.CoordinationV1().Leases(ns), trackerLister{client}, time.Now)
+	require.NoError(t, err)
+	requests := requestsOf(client, func() { require.True(t, take(t, f)) })
+	require.Equal(t, []string{"list leases", "update leases"}, requests)
+	require.Equal(t, "f", holderOfSlot(t, client, "nodepatch-lock-2"))
+	require.Zero(t, nodeLookups)
+}
+
+func slotIndexOf(t *testing.T, name string) int {
+	t.Helper()
+	i, err := strconv.Atoi(name[len("nodepatch-lock-"):])
+	require.NoError(t, err)
+	return i
+}
+
+// TestFullLockLooksUpEachHolderOnce: a waiting agent wakes on every change of
+// the lock; while it is full, each holder's Node is looked up once, not on
+// every wake, until its slot changes or NodeRecheck passes.
+func TestFullLockLooksUpEachHolderOnce(t *testing.T) {
+	client := newClient()
+	lookups := map[string]int{}
+	exists := func(_ context.Context, name string) (bool, error) { lookups[name]++; return true, nil }
+	for i, id := range []string{"a", "b"} {
+		s, _ := newSem(t, client, Config{Slots: 2, Identity: id, PreferredSlot: slot(i)}, nil)
+		require.True(t, take(t, s))
+	}
+	d, dClock := newSem(t, client, Config{Slots: 2, Identity: "d", NodeExists: exists}, nil)
+	for range 3 {
+		require.False(t, take(t, d))
+	}
+	require.Equal(t, map[string]int{"a": 1, "b": 1}, lookups)
+
+	dClock.elapsed += NodeRecheck
+	require.False(t, take(t, d))
+	require.Equal(t, map[string]int{"a": 2, "b": 2}, lookups, "past NodeRecheck each holder is looked up again")
+
+	// A slot that changes hands is a new record: its holder is looked up.
+	a, _ := newSem(t, client, Config{Slots: 2, Identity: "a"}, nil)
+	require.NoError(t, a.Release(context.Background()))
+	g, _ := newSem(t, client, Config{Slots: 2, Identity: "g", PreferredSlot: slot(0)}, nil)
+	require.True(t, take(t, g))
+	require.False(t, take(t, d))
+	require.Equal(t, map[string]int{"a": 2, "b": 2, "g": 1}, lookups)
+}
+
+// TestAdmittedTogetherTryDifferentSlots: takers with no hint start from an
+// offset of their own, so that of several nodes admitted at once most find
+// their first slot free (no conflict).
+func TestAdmittedTogetherTryDifferentSlots(t *testing.T) {
+	s := func(id string) *Semaphore {
+		sem, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 8, Identity: id}, nil, nil, time.Now)
+		require.NoError(t, err)
+		return sem
+	}
+	live := liveLock{count: slotCount{limit: 8}, slots: map[string]*coordinationv1.Lease{}}
+	first := map[string]bool{}
+	for i := range 8 {
+		order := s(fmt.Sprintf("node-%d", i)).takeOrder(live)
+		require.Len(t, order, 8, "every open slot is tried")
+		first[order[0]] = true
+	}
+	require.Greater(t, len(first), 1, "every taker starts at the same slot")
 }
