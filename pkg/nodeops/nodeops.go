@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -27,31 +28,73 @@ import (
 type Node struct {
 	Client kubernetes.Interface
 	Name   string
+	// Cached, when set, returns the Node as the agent's informer has it: Update
+	// tries its write on that copy first and reads the API server only when
+	// the copy turns out stale (a conflict) or mutate refuses it, which saves
+	// a GET per write. The agent waits for each of its writes to reach its
+	// cache, so the copy is usually current.
+	Cached func() (*corev1.Node, error)
 }
 
-// Update reads the Node, lets mutate change a copy, and writes it back with the
-// resourceVersion it read, retrying on conflicts: a concurrent change by an
-// operator (say, a block annotation) is never overwritten.
+// Update lets mutate change a copy of the Node and writes it back with the
+// resourceVersion of that copy, retrying on conflicts from a fresh read: a
+// concurrent change by an operator (say, a block annotation) is never
+// overwritten. The first copy may come from the cache (see Cached); a write
+// only succeeds if that copy was current, and a refusal by mutate is judged
+// again on the API server's copy.
 func (n *Node) Update(ctx context.Context, mutate func(*corev1.Node) error) (*corev1.Node, error) {
-	var updated *corev1.Node
+	updated, tried, err := n.updateCached(ctx, mutate)
+	if tried {
+		if err != nil {
+			return nil, fmt.Errorf("updating node %s: %w", n.Name, err)
+		}
+		return updated, nil
+	}
 	attempts := 0
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		attempts++
 		current, err := n.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		next := current.DeepCopy()
-		if err := mutate(next); err != nil {
-			return err
-		}
-		updated, err = n.Client.CoreV1().Nodes().Update(ctx, next, metav1.UpdateOptions{})
+		updated, err = n.write(ctx, current, mutate)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("updating node %s (%d attempts): %w", n.Name, attempts, err)
 	}
 	return updated, nil
+}
+
+// updateCached tries the write on the cached copy. tried is false when the
+// API server's copy must decide: no cache, a stale copy (a conflict) or a
+// refusal by mutate. Any other error of the write is the answer: the write
+// may have landed, and mutate is not applied twice.
+func (n *Node) updateCached(ctx context.Context, mutate func(*corev1.Node) error) (updated *corev1.Node, tried bool, err error) {
+	if n.Cached == nil {
+		return nil, false, nil
+	}
+	cached, err := n.Cached()
+	if err != nil || cached == nil {
+		return nil, false, nil
+	}
+	next := cached.DeepCopy()
+	if mutate(next) != nil {
+		return nil, false, nil
+	}
+	updated, err = n.Client.CoreV1().Nodes().Update(ctx, next, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return nil, false, nil
+	}
+	return updated, true, err
+}
+
+func (n *Node) write(ctx context.Context, current *corev1.Node, mutate func(*corev1.Node) error) (*corev1.Node, error) {
+	next := current.DeepCopy()
+	if err := mutate(next); err != nil {
+		return nil, err
+	}
+	return n.Client.CoreV1().Nodes().Update(ctx, next, metav1.UpdateOptions{})
 }
 
 // SetAgentState writes the agent-owned annotations of st onto node.

@@ -57,6 +57,74 @@ func TestUpdateRetriesOnAFreshCopy(t *testing.T) {
 	require.True(t, HasTaint(written))
 }
 
+// TestUpdateFromTheCache: a current cached copy saves the GET; a stale one
+// (a conflict) or a refusal by mutate is judged again on the API server's
+// copy; any other error of the cached write is the answer, so that a write
+// that may have landed is not applied twice.
+func TestUpdateFromTheCache(t *testing.T) {
+	cachedCopy := func(client *fake.Clientset) func() (*corev1.Node, error) {
+		return func() (*corev1.Node, error) {
+			obj, err := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("nodes"), "", "node-a")
+			if err != nil {
+				return nil, err
+			}
+			return obj.(*corev1.Node), nil
+		}
+	}
+	verbs := func(client *fake.Clientset) []string {
+		var out []string
+		for _, a := range client.Actions() {
+			out = append(out, a.GetVerb())
+		}
+		return out
+	}
+	failOnce := func(client *fake.Clientset, err error) {
+		failed := false
+		client.PrependReactor("update", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if failed {
+				return false, nil, nil
+			}
+			failed = true
+			return true, nil, err
+		})
+	}
+	conflict := apierrors.NewConflict(corev1.Resource("nodes"), "node-a", errors.New("changed"))
+	for _, tc := range []struct {
+		name    string
+		setup   func(*fake.Clientset)
+		refuse  bool // mutate refuses its first copy
+		verbs   []string
+		wantErr bool
+	}{
+		{name: "current cache: one write", verbs: []string{"update"}},
+		{name: "stale cache: read and write again", setup: func(c *fake.Clientset) { failOnce(c, conflict) },
+			verbs: []string{"update", "get", "update"}},
+		{name: "refusal on the cache: judged on the API server's copy", refuse: true, verbs: []string{"get", "update"}},
+		{name: "server error: no second write", setup: func(c *fake.Clientset) { failOnce(c, apierrors.NewInternalError(errors.New("etcd"))) },
+			verbs: []string{"update"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, client := newNode(t)
+			n.Cached = cachedCopy(client)
+			if tc.setup != nil {
+				tc.setup(client)
+			}
+			client.ClearActions()
+			calls := 0
+			_, err := n.Update(context.Background(), func(node *corev1.Node) error {
+				calls++
+				if tc.refuse && calls == 1 {
+					return errors.New("not from this copy")
+				}
+				AddTaint(node, time.Now())
+				return nil
+			})
+			require.Equal(t, tc.wantErr, err != nil, "error: %v", err)
+			require.Equal(t, tc.verbs, verbs(client))
+		})
+	}
+}
+
 func TestTaintIsOursAlone(t *testing.T) {
 	node := &corev1.Node{Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "other", Effect: corev1.TaintEffectNoExecute}}}}
 	AddTaint(node, time.Now())
