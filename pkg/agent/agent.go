@@ -165,9 +165,12 @@ type Agent struct {
 	blocks        []Block
 	blocksChecked time.Time
 	// told holds the last message of each once-only Event reason.
-	told  map[string]string
-	dry   *dryRun
-	patch patchState
+	told map[string]string
+	// tookSlot is when this process last won a slot from the API server:
+	// that write's answer confirms the slot for the taint that follows.
+	tookSlot time.Time
+	dry      *dryRun
+	patch    patchState
 }
 
 type refusal struct {

@@ -78,7 +78,7 @@ func (d *dryRun) overlay(real *corev1.Node) *corev1.Node {
 // remember takes what a write would have left on the node into the shadow.
 func (d *dryRun) remember(before, after *corev1.Node) {
 	d.shadow = map[string]*string{}
-	keys := append(mapKeys(state.Node{}.AgentAnnotations()), state.AnnotationForceReboot, state.AnnotationAdmitted)
+	keys := append(mapKeys(state.Node{}.AgentAnnotations()), state.AnnotationForceReboot, state.AnnotationAdmitted, state.AnnotationAdmittedSlot)
 	for _, key := range keys {
 		if v, ok := after.Annotations[key]; ok {
 			d.shadow[key] = &v

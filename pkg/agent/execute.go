@@ -49,6 +49,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 		return true, a.updateState(ctx, func(node *corev1.Node, st *state.Node) {
 			st.NeedSince = time.Time{}
 			delete(node.Annotations, state.AnnotationAdmitted)
+			delete(node.Annotations, state.AnnotationAdmittedSlot)
 		})
 	case ActBeginCycle:
 		return true, a.beginCycle(ctx, obs)
@@ -110,15 +111,28 @@ func (a *Agent) acquire(ctx context.Context, obs Observation) (bool, error) {
 		a.normalOnce("WaitingForLock", "reboot needed; waiting for a lock slot (%s)", obs.Lock.Holders)
 		return false, nil
 	}
-	a.normal("LockAcquired", "took lock slot %s", slot)
+	a.tookSlot = time.Now()
+	// No Event of its own: CycleStarted, which follows at once, names the
+	// holders (an Event is a request, and one per step adds up at scale).
+	a.cfg.Log.Info("took lock slot "+slot, "reason", "LockAcquired")
 	return true, nil
 }
 
 func (a *Agent) release(ctx context.Context, why string) error {
+	return a.releaseSlot(ctx, why, true)
+}
+
+// releaseSlot gives the slot back; announce sends a LockReleased Event, which
+// a caller whose own Event says the slot went does without.
+func (a *Agent) releaseSlot(ctx context.Context, why string, announce bool) error {
 	if err := a.cfg.Lock.Release(ctx); err != nil {
 		return fmt.Errorf("releasing the lock slot: %w", err)
 	}
-	a.normal("LockReleased", "released the lock slot: %s", why)
+	if announce {
+		a.normal("LockReleased", "released the lock slot: %s", why)
+	} else {
+		a.cfg.Log.Info("released the lock slot: "+why, "reason", "LockReleased")
+	}
 	return nil
 }
 
@@ -201,12 +215,22 @@ func (a *Agent) confirmSlot(ctx context.Context, before string) error {
 	return nil
 }
 
-// beginCycle confirms the slot with the API server, then records the cycle,
-// taints and cordons in one update. Whether the node was already cordoned is read
-// in that same update, so nodepatch only ever lifts a cordon it made.
+// tookSlotFresh is how long the API server's answer to this process's take
+// of a slot stands as the confirmation before tainting: the next step, in
+// the same process, moments later. The reboot is always confirmed anew.
+const tookSlotFresh = time.Second
+
+// beginCycle confirms the slot with the API server (unless this process has
+// just won it there), then records the cycle, taints and cordons in one
+// update. Whether the node was already cordoned is read in that same update,
+// so nodepatch only ever lifts a cordon it made.
 func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
-	if err := a.confirmSlot(ctx, "tainting and cordoning"); err != nil {
-		return err
+	justTaken := !a.tookSlot.IsZero() && time.Since(a.tookSlot) < tookSlotFresh
+	a.tookSlot = time.Time{}
+	if !justTaken {
+		if err := a.confirmSlot(ctx, "tainting and cordoning"); err != nil {
+			return err
+		}
 	}
 	now := a.cfg.Clock()
 	err := a.updateStateIf(ctx, func(node *corev1.Node, st *state.Node) error {
@@ -473,7 +497,7 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 	// The host was asked again on this boot's first look: a need that survived
 	// the reboot counts towards a reboot loop.
 	survived := obs.Host.RebootRequired
-	err := a.endCycleWith(ctx, endOptions{release: !verify, rebooted: true}, func(st *state.Node) {
+	err := a.endCycleWith(ctx, endOptions{release: !verify, rebooted: true, quietRelease: true}, func(st *state.Node) {
 		st.LastReboot = now
 		st.DrainFailures, st.RetryAfter = 0, time.Time{}
 		st.RepeatedReboots = 0
@@ -499,7 +523,7 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 		return nil
 	}
 	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
-	a.normal("RebootSucceeded", "rebooted (boot id %s → %s) and Ready; node was out of service for %s",
+	a.normal("RebootSucceeded", "rebooted (boot id %s → %s) and Ready; node was out of service for %s; lock slot released",
 		from.BootIDBefore, obs.Host.BootID, out.Round(time.Millisecond))
 	return nil
 }
@@ -509,7 +533,7 @@ func (a *Agent) finish(ctx context.Context, obs Observation, verify bool) error 
 func (a *Agent) endVerify(ctx context.Context, obs Observation, why string) error {
 	from := obs.Node.State
 	back, started := from.BackAt, from.CycleStarted
-	err := a.endCycleWith(ctx, endOptions{release: true}, func(st *state.Node) {
+	err := a.endCycleWith(ctx, endOptions{release: true, quietRelease: true}, func(st *state.Node) {
 		if !started.IsZero() {
 			st.RememberCycle(a.cfg.Clock().Sub(started))
 		}
@@ -519,7 +543,7 @@ func (a *Agent) endVerify(ctx context.Context, obs Observation, why string) erro
 	}
 	a.cfg.Metrics.Reboots.WithLabelValues("success").Inc()
 	a.cfg.Metrics.TimeToHealthy.Observe(a.cfg.Clock().Sub(back).Seconds())
-	a.normal("RebootSucceeded", "rebooted (boot id %s → %s): %s, %s after the node came back; node was out of service for %s",
+	a.normal("RebootSucceeded", "rebooted (boot id %s → %s): %s, %s after the node came back; node was out of service for %s; lock slot released",
 		from.BootIDBefore, obs.Host.BootID, why, a.cfg.Clock().Sub(back).Round(time.Millisecond), back.Sub(started).Round(time.Millisecond))
 	return nil
 }
@@ -545,6 +569,8 @@ type endOptions struct {
 	release    bool // give the lock slot back
 	rebooted   bool // the cycle rebooted the host: clear the force annotation
 	quarantine bool // put the node aside (state.LabelQuarantined)
+	// quietRelease: the caller's Event (RebootSucceeded) says the slot went.
+	quietRelease bool
 }
 
 func (a *Agent) endCycle(ctx context.Context, why string, opts endOptions) error {
@@ -569,6 +595,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 		// The admission and the approvals were for this cycle; the next one
 		// is asked for anew.
 		delete(node.Annotations, state.AnnotationAdmitted)
+		delete(node.Annotations, state.AnnotationAdmittedSlot)
 		maps.DeleteFunc(node.Annotations, func(k, _ string) bool { return state.IsApprovalAnnotation(k) })
 		if opts.rebooted && st.Force {
 			// Only a valid "true" forced this reboot; any other value is the
@@ -588,7 +615,7 @@ func (a *Agent) endCycleWith(ctx context.Context, opts endOptions, adjust func(*
 	a.forgetHost()
 	a.patch.applied = false
 	if opts.release {
-		return a.release(ctx, "cycle ended")
+		return a.releaseSlot(ctx, "cycle ended", !opts.quietRelease)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/lock"
 	"github.com/nodepatch/nodepatch/pkg/metrics"
 	"github.com/nodepatch/nodepatch/pkg/nodeops"
+	"github.com/nodepatch/nodepatch/pkg/state"
 	"github.com/nodepatch/nodepatch/pkg/version"
 )
 
@@ -35,7 +36,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		return err
 	}
 	m := metrics.New(o.NodeName, version.Version)
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch", m.CountRequest)
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch", kube.Rate{}, m.CountRequest)
 	if err != nil {
 		return err
 	}
@@ -53,6 +54,13 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	sem, err := lock.New(lock.Config{
 		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Generation: o.ConfigGeneration,
 		Identity: o.NodeName, TTL: o.LockTTL, NodeExists: lock.NodeExistsIn(client),
+		PreferredSlot: func() int {
+			node, err := nodeInformer.Lister().Get(o.NodeName)
+			if err != nil {
+				return -1
+			}
+			return state.AdmittedSlot(node.Annotations)
+		},
 	}, client.CoordinationV1().Leases(o.Namespace), leaseInformer.Lister().Leases(o.Namespace), clock)
 	if err != nil {
 		return err
@@ -75,7 +83,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	detector := &host.Detector{HostRoot: o.HostRoot, SentinelFile: o.SentinelFile, SentinelCommand: o.SentinelCommand,
 		NeedsRestarting: packages.NeedsRestartingCommand(kind), Runner: runner}
-	nodeOps := &nodeops.Node{Client: client, Name: o.NodeName}
+	nodeOps := &nodeops.Node{Client: client, Name: o.NodeName,
+		Cached: func() (*corev1.Node, error) { return nodeInformer.Lister().Get(o.NodeName) }}
 	notifier, stopNotifier, err := o.notifier(ctx, m.NotifyObserver(), log)
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -189,6 +191,7 @@ type NodeLister interface {
 // LeaseGetter is the leader's cache of the lock's Leases in its namespace.
 type LeaseGetter interface {
 	Get(string) (*coordinationv1.Lease, error)
+	List(labels.Selector) ([]*coordinationv1.Lease, error)
 }
 
 // Rollout is one term of leadership: the caches it observes, and what it
@@ -203,8 +206,10 @@ type Rollout struct {
 	failures map[string]time.Time
 	// pending: admissions written, not yet seen in the cache (name -> when).
 	pending map[string]time.Time
-	limit   int
-	paused  string
+	// pendingSlots: the slots suggested to the pending admissions.
+	pendingSlots map[string]int
+	limit        int
+	paused       string
 	// rules: the rules written on the header with limit.
 	rules string
 	// The pools: where they are read from, the last good ones (known: there
@@ -225,7 +230,7 @@ func NewRollout(cfg Config, nodes NodeLister, leases LeaseGetter) *Rollout {
 		cfg.Clock = time.Now
 	}
 	return &Rollout{cfg: cfg, nodes: nodes, leases: leases, failures: map[string]time.Time{}, pending: map[string]time.Time{},
-		overlaps: map[string]string{}}
+		pendingSlots: map[string]int{}, overlaps: map[string]string{}}
 }
 
 // pendingView drops the admissions the cache shows now (or that are old enough
@@ -241,11 +246,36 @@ func (r *Rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bo
 	for name, at := range r.pending {
 		if seen[name] || now.Sub(at) > time.Minute {
 			delete(r.pending, name)
+			delete(r.pendingSlots, name)
 			continue
 		}
 		view[name] = true
 	}
 	return view
+}
+
+// slotsInUse are the slots the Lease cache shows held, and those suggested
+// to pending admissions. A cache that cannot be read shows none: the
+// suggestions are hints, and the Leases stay the judge.
+func (r *Rollout) slotsInUse() map[int]bool {
+	used := map[int]bool{}
+	for _, i := range r.pendingSlots {
+		used[i] = true
+	}
+	leases, err := r.leases.List(lock.Selector(r.cfg.LockName))
+	if err != nil {
+		return used
+	}
+	prefix := r.cfg.LockName + "-"
+	for _, l := range leases {
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || !strings.HasPrefix(l.Name, prefix) {
+			continue
+		}
+		if i, err := strconv.Atoi(strings.TrimPrefix(l.Name, prefix)); err == nil {
+			used[i] = true
+		}
+	}
+	return used
 }
 
 // Reconcile observes the caches, decides and acts once.
@@ -265,8 +295,9 @@ func (r *Rollout) Reconcile(ctx context.Context) error {
 		header = nil
 	}
 	pools, unknown, fault := r.poolsView(header)
+	pending := r.pendingView(nodes, now)
 	act := Decide(r.cfg.Settings, View{Now: now, Nodes: nodes, PauseReason: pause, Failures: r.failures,
-		Pending: r.pendingView(nodes, now), Pools: pools, PoolsUnknown: unknown})
+		Pending: pending, Pools: pools, PoolsUnknown: unknown, SlotsInUse: r.slotsInUse()})
 	r.notePools(act, fault)
 	errs := r.act(ctx, act, now)
 	if err := r.publishFault(ctx, header, fault); err != nil {
@@ -297,16 +328,20 @@ func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 	}
 	stamp := now.UTC().Format(time.RFC3339Nano)
 	for _, name := range act.Admit {
-		if err := r.annotate(ctx, name, &stamp); err != nil {
+		slot, hinted := act.Slots[name]
+		if err := r.annotate(ctx, name, &stamp, slotHint(slot, hinted)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		r.pending[name] = now
+		if hinted {
+			r.pendingSlots[name] = slot
+		}
 		r.cfg.Metrics.Admissions.Inc()
 		r.cfg.Events.Event(nodeRef(name), corev1.EventTypeNormal, "Admitted", "the rollout controller lets the node start its reboot cycle")
 	}
 	for _, name := range act.Revoke {
-		if err := r.annotate(ctx, name, nil); err != nil {
+		if err := r.annotate(ctx, name, nil, nil); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -316,10 +351,22 @@ func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 	return errs
 }
 
-// annotate sets (or, with nil, removes) the admission on a Node with a merge
-// patch: only that annotation changes, whatever else the agent writes meanwhile.
-func (r *Rollout) annotate(ctx context.Context, node string, value *string) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{state.AnnotationAdmitted: value}}})
+// slotHint is the admitted-slot annotation's value; nil (none) when no slot
+// was suggested.
+func slotHint(slot int, hinted bool) *string {
+	if !hinted {
+		return nil
+	}
+	v := strconv.Itoa(slot)
+	return &v
+}
+
+// annotate sets (or, with nil, removes) the admission and its slot hint on a
+// Node with a merge patch: only those annotations change, whatever else the
+// agent writes meanwhile.
+func (r *Rollout) annotate(ctx context.Context, node string, value, slot *string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]*string{
+		state.AnnotationAdmitted: value, state.AnnotationAdmittedSlot: slot}}})
 	if err != nil {
 		return err
 	}

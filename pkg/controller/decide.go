@@ -15,6 +15,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,10 @@ type View struct {
 	// PoolsUnknown: the ConfigMap is bad and no good content is known, so
 	// which limits bind which node is unknown: every waiting node is held.
 	PoolsUnknown bool
+	// SlotsInUse are the lock's slots that are held (the Lease cache) or
+	// suggested to an admission this controller wrote that its cache does
+	// not show yet.
+	SlotsInUse map[int]bool
 }
 
 // Settings are the operator's choices.
@@ -67,7 +72,10 @@ type Settings struct {
 
 // Actions are what the controller does next.
 type Actions struct {
-	Admit  []string
+	Admit []string
+	// Slots suggests to admitted nodes the slot to try first: a different
+	// free one each, while there are some.
+	Slots  map[string]int
 	Revoke []string
 	// Limit is the limit to keep on the header Lease.
 	Limit int
@@ -130,7 +138,43 @@ func Decide(s Settings, v View) Actions {
 		return act
 	}
 	act.Admit = act.Plan.Admit
+	act.Slots = AssignSlots(act.Limit, slotsInUse(v), act.Admit)
 	return act
+}
+
+// slotsInUse are the view's slots in use and those suggested to the admissions
+// it shows: a slot suggested to a node stays its own until its cycle ends.
+func slotsInUse(v View) map[int]bool {
+	used := maps.Clone(v.SlotsInUse)
+	if used == nil {
+		used = map[int]bool{}
+	}
+	for _, n := range v.Nodes {
+		if i := state.AdmittedSlot(n.Annotations); i >= 0 {
+			used[i] = true
+		}
+	}
+	return used
+}
+
+// AssignSlots gives each node of admit, in order, the lowest slot below limit
+// that is not in use and not given to an earlier one; nodes past the free
+// slots get no suggestion (their agents try the free slots in an order of
+// their own).
+func AssignSlots(limit int, inUse map[int]bool, admit []string) map[string]int {
+	slots := map[string]int{}
+	next := 0
+	for _, name := range admit {
+		for next < limit && inUse[next] {
+			next++
+		}
+		if next >= limit {
+			break
+		}
+		slots[name] = next
+		next++
+	}
+	return slots
 }
 
 // holdAll turns every admission of plan into a hold by rule.

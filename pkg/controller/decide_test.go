@@ -129,3 +129,40 @@ func TestSlimNodeKeepsWhatTheDecisionReads(t *testing.T) {
 	require.Empty(t, s.ManagedFields)
 	require.True(t, ready(s))
 }
+
+func TestAssignSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int
+		inUse map[int]bool
+		admit []string
+		want  map[string]int
+	}{
+		{name: "lowest free slots in admission order", limit: 4, admit: []string{"b", "a"},
+			want: map[string]int{"b": 0, "a": 1}},
+		{name: "slots in use are skipped", limit: 4, inUse: map[int]bool{0: true, 2: true}, admit: []string{"a", "b"},
+			want: map[string]int{"a": 1, "b": 3}},
+		{name: "no suggestion past the free slots", limit: 2, inUse: map[int]bool{1: true}, admit: []string{"a", "b"},
+			want: map[string]int{"a": 0}},
+		{name: "slots past the limit are never suggested", limit: 1, inUse: map[int]bool{0: true, 1: false}, admit: []string{"a"},
+			want: map[string]int{}},
+		{name: "nothing admitted", limit: 3, want: map[string]int{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, AssignSlots(tc.limit, tc.inUse, tc.admit))
+		})
+	}
+}
+
+// TestDecideSuggestsSlotsNotInUse: a wave of admissions gets distinct slots,
+// none held by a Lease, suggested to a pending admission, or to an admission
+// the cache shows.
+func TestDecideSuggestsSlotsNotInUse(t *testing.T) {
+	earlier := needs(9)
+	earlier[state.AnnotationAdmitted] = stamp(t0)
+	earlier[state.AnnotationAdmittedSlot] = "1"
+	nodes := []*corev1.Node{kubeNode("a", needs(3)), kubeNode("b", needs(2)), kubeNode("c", needs(1)), kubeNode("e", earlier)}
+	act := Decide(settings("5"), View{Now: t0, Nodes: nodes, SlotsInUse: map[int]bool{0: true, 3: true}})
+	require.Equal(t, []string{"a", "b", "c"}, act.Admit)
+	require.Equal(t, map[string]int{"a": 2, "b": 4}, act.Slots, "slot 0 and 3 held, 1 suggested to e; c gets none")
+}

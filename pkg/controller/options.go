@@ -40,6 +40,11 @@ type Options struct {
 	// PoolsConfigMap names the ConfigMap of the pools (in Namespace); empty:
 	// no pools.
 	PoolsConfigMap string
+	// APIQPS and APIBurst are the controller's own limit on its requests: an
+	// admission is a Node patch and an Event, and a wave of them at the
+	// client-go default of 5 per second would wait seconds behind each other.
+	APIQPS   float32
+	APIBurst int
 }
 
 // Validate checks every option and returns the settings they make. Each error
@@ -93,6 +98,12 @@ func (o Options) Validate() (Settings, error) {
 	if msgs := validation.IsDNS1123Subdomain(o.PoolsConfigMap); o.PoolsConfigMap != "" && len(msgs) > 0 {
 		bad("pools-configmap", o.PoolsConfigMap, strings.Join(msgs, "; "))
 	}
+	if o.APIQPS <= 0 {
+		bad("kube-api-qps", o.APIQPS, "want a positive number of requests per second")
+	}
+	if o.APIBurst < 1 {
+		bad("kube-api-burst", o.APIBurst, "want at least 1")
+	}
 	if o.AdmissionTimeout <= 0 {
 		bad("admission-timeout", o.AdmissionTimeout, "want a positive duration")
 	}
@@ -116,7 +127,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		return err
 	}
 	m := NewMetrics()
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", m.CountRequest)
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", kube.Rate{QPS: o.APIQPS, Burst: o.APIBurst}, m.CountRequest)
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,18 @@ func (f fakeLeases) Get(name string) (*coordinationv1.Lease, error) {
 	return f.client.CoordinationV1().Leases("nodepatch").Get(context.Background(), name, metav1.GetOptions{})
 }
 
+func (f fakeLeases) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
+	list, err := f.client.CoordinationV1().Leases("nodepatch").List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*coordinationv1.Lease, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
 func (f *fakeCaches) Get(name string) (*corev1.ConfigMap, error) {
 	if f.cm == nil || f.cm.Name != name {
 		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)

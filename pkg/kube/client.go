@@ -11,10 +11,17 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/version"
 )
 
+// Rate is a client's own limit on its requests: QPS on average, in bursts of
+// up to Burst. Zero values keep client-go's defaults (5 and 10).
+type Rate struct {
+	QPS   float32
+	Burst int
+}
+
 // NewClient builds a clientset from a kubeconfig file, or in-cluster when it is
-// empty, that names itself component/version to the API server. count, when
-// not nil, hears of every request it makes.
-func NewClient(kubeconfig, component string, count CountFunc) (kubernetes.Interface, error) {
+// empty, that names itself component/version to the API server and keeps to
+// rate. count, when not nil, hears of every request it makes.
+func NewClient(kubeconfig, component string, rate Rate, count CountFunc) (kubernetes.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -26,6 +33,12 @@ func NewClient(kubeconfig, component string, count CountFunc) (kubernetes.Interf
 		return nil, fmt.Errorf("--kubeconfig %q: %w", kubeconfig, err)
 	}
 	cfg.UserAgent = component + "/" + version.Version
+	if rate.QPS > 0 {
+		cfg.QPS = rate.QPS
+	}
+	if rate.Burst > 0 {
+		cfg.Burst = rate.Burst
+	}
 	if count != nil {
 		cfg.Wrap(Counting(count))
 	}

@@ -32,7 +32,28 @@ const (
 	// AnnotationAdmitted: the rollout controller lets the node start its cycle
 	// (take a slot), since when.
 	AnnotationAdmitted = "nodepatch.io/admitted"
+	// AnnotationAdmittedSlot: with an admission, the lock slot the controller
+	// suggests the node try first, so that nodes admitted together do not race
+	// for the same slot. Only a hint: the Lease stays the judge.
+	AnnotationAdmittedSlot = "nodepatch.io/admitted-slot"
 )
+
+// AdmittedSlot is the slot hint of an admission in annotations; -1 when there
+// is none or it is not a slot number.
+func AdmittedSlot(annotations map[string]string) int {
+	if _, ok := annotations[AnnotationAdmitted]; !ok {
+		return -1
+	}
+	v, ok := annotations[AnnotationAdmittedSlot]
+	if !ok {
+		return -1
+	}
+	i, err := strconv.Atoi(v)
+	if err != nil || i < 0 {
+		return -1
+	}
+	return i
+}
 
 // Annotations the agent owns.
 const (

@@ -25,10 +25,11 @@ func TestControllerValuesReachTheirFlags(t *testing.T) {
 	objs := ct.Objects(t, ct.Template(t,
 		"--set", "controller.maxUnavailable=10%", "--set", "controller.maxUnavailablePer={topology.kubernetes.io/zone=1,rack=2}",
 		"--set", "controller.controlPlane=first", "--set", "controller.failureBudget=3/1h",
-		"--set", "controller.admissionTimeout=2m", "--set", "agent.lockName=np"))
+		"--set", "controller.admissionTimeout=2m", "--set", "controller.kubeAPIQPS=20", "--set", "controller.kubeAPIBurst=40",
+		"--set", "agent.lockName=np"))
 	require.Equal(t, []any{"controller", "--lock-name=np", "--max-unavailable=10%",
 		"--max-unavailable-per=topology.kubernetes.io/zone=1", "--max-unavailable-per=rack=2",
-		"--control-plane=first", "--failure-budget=3/1h", "--admission-timeout=2m", "--pools-configmap=nodepatch-pools",
+		"--control-plane=first", "--failure-budget=3/1h", "--admission-timeout=2m", "--kube-api-qps=20", "--kube-api-burst=40", "--pools-configmap=nodepatch-pools",
 		"--metrics-address=:8080", "--log-format=text"}, controllerContainer(t, objs)["args"])
 	require.Equal(t, "controller", agentArgs(t, objs)["admission"], "agents must wait for the controller it runs")
 }

@@ -196,7 +196,7 @@ func (m *model) startControllers() {
 	}
 	settings, err := controller.Options{Namespace: namespace, LockName: lockName, ElectionLease: "nodepatch-controller",
 		Identity: "model", LogFormat: "text", MaxUnavailable: strconv.Itoa(m.cfg.limit), ControlPlane: "last",
-		AdmissionTimeout: admissionTimeout}.Validate()
+		AdmissionTimeout: admissionTimeout, APIQPS: 50, APIBurst: 100}.Validate()
 	must(err)
 	m.settings = settings
 	for j := range m.cfg.controllers {
@@ -339,10 +339,18 @@ func (c ctlNodes) List(selector labels.Selector) ([]*corev1.Node, error) {
 }
 
 // ctlHeader is controller j's Lease informer cache, of which a round reads
-// only the header.
+// only the header: it lists no slot, so the controller's slot hints are
+// explored at their worst (they may name held slots).
 type ctlHeader struct {
 	m *model
 	j int
+}
+
+func (c ctlHeader) List(labels.Selector) ([]*coordinationv1.Lease, error) {
+	if h, err := c.Get(lockName); err == nil {
+		return []*coordinationv1.Lease{h}, nil
+	}
+	return nil, nil
 }
 
 func (c ctlHeader) Get(name string) (*coordinationv1.Lease, error) {
