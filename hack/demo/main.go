@@ -21,6 +21,7 @@ func main() {
 	flag.IntVar(&o.Concurrency, "concurrency", 2, "nodes rebooting at once")
 	flag.DurationVar(&o.RebootDuration, "reboot-duration", 5*time.Second, "how long a simulated reboot takes")
 	flag.BoolVar(&o.Controllers, "controllers", true, "run kube-controller-manager and kube-scheduler so that evicted pods move")
+	flag.BoolVar(&o.RolloutController, "rollout-controller", true, "run the rollout controller (nodepatch controller) and have the agents wait for its admission; false: the agents race for the lock's slots")
 	verbose := flag.Bool("v", false, "show build and component output")
 	flag.Parse()
 	o.Log = io.Discard

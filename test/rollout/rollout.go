@@ -10,8 +10,6 @@ import (
 	"math"
 	"os"
 	"regexp"
-	"sort"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/nodepatch/nodepatch/pkg/state"
 	"github.com/nodepatch/nodepatch/test/harness"
 	"github.com/nodepatch/nodepatch/test/sim"
 )
@@ -34,10 +31,15 @@ type Options struct {
 	// Controllers runs kube-controller-manager and kube-scheduler, so that evicted
 	// pods come back on other nodes and the budget is computed for real.
 	Controllers bool
-	Timeout     time.Duration
-	Out         io.Writer // live view and summary
-	Log         io.Writer // build and component progress
-	Live        bool      // redraw a table in place (a terminal), instead of printing changes
+	// RolloutController runs `nodepatch controller` (one replica, at
+	// --max-unavailable=Concurrency) and the agents with --admission=controller:
+	// the controller decides who goes next. Without it the agents race for the
+	// lock's slots on their own.
+	RolloutController bool
+	Timeout           time.Duration
+	Out               io.Writer // live view and summary
+	Log               io.Writer // build and component progress
+	Live              bool      // redraw a table in place (a terminal), instead of printing changes
 }
 
 // Summary is what a rollout measured.
@@ -50,19 +52,28 @@ type Summary struct {
 	MaxOutOfService int
 	Concurrency     int
 	RebootDuration  time.Duration
+	// Admissions are the rollout controller's Admitted Events; zero without it.
+	Admissions int
 }
 
 // Ratio is wall time over ideal time.
 func (s Summary) Ratio() float64 { return s.Wall.Seconds() / s.Ideal.Seconds() }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("rebooted %d/%d nodes in %s; ideal %s = ceil(%d/%d) x (drain %s + reboot %s); ratio %.2f; "+
+	line := fmt.Sprintf("rebooted %d/%d nodes in %s; ideal %s = ceil(%d/%d) x (drain %s + reboot %s); ratio %.2f; "+
 		"at most %d lock holders and %d nodes out of service at once (concurrency %d)",
 		s.Rebooted, s.Nodes, s.Wall.Round(100*time.Millisecond), s.Ideal.Round(100*time.Millisecond), s.Nodes, s.Concurrency,
 		s.MeanDrain.Round(10*time.Millisecond), s.RebootDuration, s.Ratio(), s.MaxHolders, s.MaxOutOfService, s.Concurrency)
+	if s.Admissions > 0 {
+		line += fmt.Sprintf("; %d admissions by the rollout controller", s.Admissions)
+	}
+	return line
 }
 
-const namespace = "nodepatch"
+const (
+	namespace = "nodepatch"
+	lockName  = "nodepatch-lock" // the agents' and the controller's default --lock-name
+)
 
 // Run builds what it needs, starts a control plane, registers the nodes with a
 // workload, runs an agent per node, makes every node need a reboot and waits until
@@ -99,10 +110,13 @@ func run(ctx context.Context, o Options, cp *harness.ControlPlane, bin, dir stri
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		return Summary{}, fmt.Errorf("creating namespace: %w", err)
 	}
+	flags := []string{fmt.Sprintf("--concurrency=%d", o.Concurrency), "--drain-timeout=2m", "--reboot-timeout=2m"}
+	if o.RolloutController {
+		flags = append(flags, "--admission=controller")
+	}
 	sup, err := sim.NewSupervisor(client, sim.Options{
 		Binary: bin, Kubeconfig: cp.AdminKubeconfig, Namespace: namespace, Dir: dir, RebootDuration: o.RebootDuration,
-		ExtraFlags: []string{fmt.Sprintf("--concurrency=%d", o.Concurrency), "--drain-timeout=2m", "--reboot-timeout=2m"},
-		Log:        o.Log,
+		ExtraFlags: flags, Log: o.Log,
 	})
 	if err != nil {
 		return Summary{}, err
@@ -124,10 +138,22 @@ func run(ctx context.Context, o Options, cp *harness.ControlPlane, bin, dir stri
 	if err != nil {
 		return Summary{}, err
 	}
+	var ctl *harness.Process
+	if o.RolloutController {
+		fmt.Fprintf(o.Out, "starting the rollout controller (nodepatch controller --max-unavailable=%d)...\n", o.Concurrency)
+		if ctl, err = startController(ctx, client, cp.AdminKubeconfig, bin, dir, o.Concurrency); err != nil {
+			return Summary{}, err
+		}
+		defer func() { _ = ctl.Stop(10 * time.Second) }()
+	}
 	if err := sup.StartAgents(); err != nil {
 		return Summary{}, err
 	}
-	fmt.Fprintf(o.Out, "every node now needs a reboot; %d at a time:\n", o.Concurrency)
+	if o.RolloutController {
+		fmt.Fprintf(o.Out, "every node now needs a reboot; the rollout controller admits them, %d at a time:\n", o.Concurrency)
+	} else {
+		fmt.Fprintf(o.Out, "every node now needs a reboot; %d at a time:\n", o.Concurrency)
+	}
 	start := time.Now()
 	for _, n := range names {
 		if err := sup.Host(n).SetRebootRequired(); err != nil {
@@ -135,7 +161,7 @@ func run(ctx context.Context, o Options, cp *harness.ControlPlane, bin, dir stri
 		}
 	}
 	view := newView(o.Out, o.Live, start)
-	if err := waitAll(ctx, o, client, sup, names, view); err != nil {
+	if err := waitAll(ctx, o, client, sup, ctl, len(names), view); err != nil {
 		return Summary{}, err
 	}
 	wall := time.Since(start)
@@ -149,6 +175,11 @@ func run(ctx context.Context, o Options, cp *harness.ControlPlane, bin, dir stri
 		return s, err
 	}
 	s.Ideal = Ideal(o.Nodes, o.Concurrency, s.MeanDrain, o.RebootDuration)
+	if o.RolloutController {
+		if s.Admissions, err = Admissions(ctx, client); err != nil {
+			return s, err
+		}
+	}
 	return s, sup.Err()
 }
 
@@ -191,49 +222,28 @@ func addWorkload(ctx context.Context, client kubernetes.Interface, o Options) er
 	})
 }
 
-func waitAll(ctx context.Context, o Options, client kubernetes.Interface, sup *sim.Supervisor, names []string, view *view) error {
+// waitAll shows the rollout until every node has rebooted and is back in
+// service; an agent's or the controller's exit ends it early.
+func waitAll(ctx context.Context, o Options, client kubernetes.Interface, sup *sim.Supervisor, ctl *harness.Process, nodes int, view *view) error {
 	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Minute
 	}
 	return waitFor(ctx, timeout, "every node to reboot", func() (bool, error) {
-		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		f, err := observe(ctx, client, sup)
 		if err != nil {
 			return false, err
 		}
-		rows, done := rowsOf(nodes.Items, sup)
-		view.show(rows)
+		rows, done := f.rows()
+		view.show(f, rows)
 		if err := sup.Err(); err != nil {
 			return false, err
 		}
-		return done == len(names), nil
+		if err := controllerErr(ctl); err != nil {
+			return false, err
+		}
+		return done == nodes, nil
 	})
-}
-
-func rowsOf(nodes []corev1.Node, sup *sim.Supervisor) ([]row, int) {
-	var rows []row
-	done := 0
-	for _, n := range nodes {
-		st, _ := state.Parse(n.Annotations)
-		r := row{node: n.Name, phase: string(st.Phase), since: st.CycleStarted, reboots: sup.Reboots(n.Name)}
-		if r.phase == "" {
-			r.phase = "Idle"
-			if sup.Host(n.Name).RebootRequired() {
-				r.phase = "Waiting"
-			}
-		}
-		if st.Phase == state.PhaseRebooting && sup.Host(n.Name).RebootRequested() {
-			r.phase = "Rebooting (down)"
-		}
-		if r.reboots > 0 && st.Phase == state.PhaseIdle && !n.Spec.Unschedulable {
-			r.phase, done = "Done", done+1
-		}
-		r.ready = sim.IsReady(&n)
-		r.cordoned = n.Spec.Unschedulable
-		rows = append(rows, r)
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].node < rows[j].node })
-	return rows, done
 }
 
 var drainedIn = regexp.MustCompile(`drained in ([0-9.]+[a-zµ]+)`)
@@ -284,50 +294,6 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-type row struct {
-	node, phase     string
-	ready, cordoned bool
-	since           time.Time
-	reboots         int
-}
-
-// view shows the rollout: a table redrawn in place on a terminal, or a line per
-// change elsewhere.
-type view struct {
-	out   io.Writer
-	live  bool
-	start time.Time
-	last  map[string]string
-}
-
-func newView(out io.Writer, live bool, start time.Time) *view {
-	return &view{out: out, live: live, start: start, last: map[string]string{}}
-}
-
-func (v *view) show(rows []row) {
-	elapsed := time.Since(v.start).Round(100 * time.Millisecond)
-	if v.live {
-		var b strings.Builder
-		fmt.Fprintf(&b, "\x1b[H\x1b[2J%-10s %-18s %-6s %-9s %-8s %s   elapsed %s\n", "NODE", "PHASE", "READY", "CORDONED", "REBOOTS", "IN CYCLE FOR", elapsed)
-		for _, r := range rows {
-			inCycle := ""
-			if !r.since.IsZero() {
-				inCycle = time.Since(r.since).Round(100 * time.Millisecond).String()
-			}
-			fmt.Fprintf(&b, "%-10s %-18s %-6t %-9t %-8d %s\n", r.node, r.phase, r.ready, r.cordoned, r.reboots, inCycle)
-		}
-		fmt.Fprint(v.out, b.String())
-		return
-	}
-	for _, r := range rows {
-		line := fmt.Sprintf("%s ready=%t cordoned=%t", r.phase, r.ready, r.cordoned)
-		if v.last[r.node] != line {
-			v.last[r.node] = line
-			fmt.Fprintf(v.out, "[%7s] %-8s %s\n", elapsed, r.node, line)
 		}
 	}
 }
