@@ -166,11 +166,16 @@ type Agent struct {
 	blocksChecked time.Time
 	// told holds the last message of each once-only Event reason.
 	told map[string]string
-	// tookSlot is when this process last won a slot from the API server:
-	// that write's answer confirms the slot for the taint that follows.
-	tookSlot time.Time
-	dry      *dryRun
-	patch    patchState
+	// slotJustTaken: the step just executed won a slot from the API server,
+	// whose answer confirms the slot for the taint, if that comes next.
+	slotJustTaken bool
+	// lockWait is when this process first lost a try for a slot under the
+	// admission of that time stamp.
+	lockWait struct{ admitted, since time.Time }
+	// drained is the Drained Event's message, left for the next step.
+	drained string
+	dry     *dryRun
+	patch   patchState
 }
 
 type refusal struct {

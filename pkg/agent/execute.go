@@ -21,6 +21,11 @@ import (
 // which case the agent observes and decides again at once. A dry run is this
 // same executor over effects that record instead of act (see dryrun.go).
 func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, error) {
+	if step.Action != ActReboot {
+		a.tellDrained()
+	}
+	slotJustTaken := a.slotJustTaken
+	a.slotJustTaken = false
 	switch step.Action {
 	case ActNone, ActWaitReady:
 		return false, nil
@@ -52,7 +57,7 @@ func (a *Agent) execute(ctx context.Context, obs Observation, step Step) (bool, 
 			delete(node.Annotations, state.AnnotationAdmittedSlot)
 		})
 	case ActBeginCycle:
-		return true, a.beginCycle(ctx, obs)
+		return true, a.beginCycle(ctx, obs, slotJustTaken)
 	case ActDrain:
 		return true, a.drain(ctx, obs)
 	case ActApplyPatch:
@@ -108,14 +113,37 @@ func (a *Agent) acquire(ctx context.Context, obs Observation) (bool, error) {
 		return false, fmt.Errorf("taking a lock slot: %w", err)
 	}
 	if !won {
-		a.normalOnce("WaitingForLock", "reboot needed; waiting for a lock slot (%s)", obs.Lock.Holders)
+		a.announceLockWait(obs)
 		return false, nil
 	}
-	a.tookSlot = time.Now()
+	a.slotJustTaken = true
 	// No Event of its own: CycleStarted, which follows at once, names the
 	// holders (an Event is a request, and one per step adds up at scale).
 	a.cfg.Log.Info("took lock slot "+slot, "reason", "LockAcquired")
 	return true, nil
+}
+
+// admittedLockWait is how long an admitted node waits for its slot before
+// the wait is worth an Event: the controller admits a node as the previous
+// holder's cycle ends, and its slot is released a moment later.
+const admittedLockWait = 10 * time.Second
+
+// announceLockWait tells once that the node waits for a lock slot: at once
+// when it raced for one, after admittedLockWait when it was admitted.
+// The wait is timed on this agent's clock from its first lost try under this
+// admission, not from the controller's time stamp (clocks differ).
+func (a *Agent) announceLockWait(obs Observation) {
+	admitted := obs.Node.State.Admitted
+	if a.cfg.Admission && !admitted.IsZero() {
+		if !a.lockWait.admitted.Equal(admitted) {
+			a.lockWait.admitted, a.lockWait.since = admitted, a.cfg.Clock()
+		}
+		if a.cfg.Clock().Sub(a.lockWait.since) < admittedLockWait {
+			a.cfg.Log.Info("admitted; waiting for a lock slot to be released", "holders", obs.Lock.Holders)
+			return
+		}
+	}
+	a.normalOnce("WaitingForLock", "reboot needed; waiting for a lock slot (%s)", obs.Lock.Holders)
 }
 
 func (a *Agent) release(ctx context.Context, why string) error {
@@ -215,19 +243,14 @@ func (a *Agent) confirmSlot(ctx context.Context, before string) error {
 	return nil
 }
 
-// tookSlotFresh is how long the API server's answer to this process's take
-// of a slot stands as the confirmation before tainting: the next step, in
-// the same process, moments later. The reboot is always confirmed anew.
-const tookSlotFresh = time.Second
-
-// beginCycle confirms the slot with the API server (unless this process has
-// just won it there), then records the cycle, taints and cordons in one
-// update. Whether the node was already cordoned is read in that same update,
-// so nodepatch only ever lifts a cordon it made.
-func (a *Agent) beginCycle(ctx context.Context, obs Observation) error {
-	justTaken := !a.tookSlot.IsZero() && time.Since(a.tookSlot) < tookSlotFresh
-	a.tookSlot = time.Time{}
-	if !justTaken {
+// beginCycle confirms the slot with the API server, then records the cycle,
+// taints and cordons in one update. Whether the node was already cordoned is
+// read in that same update, so nodepatch only ever lifts a cordon it made.
+// slotJustTaken: this process won the slot from the API server in the step
+// just before, and that write's answer is the confirmation. The reboot is
+// always confirmed anew.
+func (a *Agent) beginCycle(ctx context.Context, obs Observation, slotJustTaken bool) error {
+	if !slotJustTaken {
 		if err := a.confirmSlot(ctx, "tainting and cordoning"); err != nil {
 			return err
 		}
@@ -273,12 +296,26 @@ func (a *Agent) drain(ctx context.Context, obs Observation) error {
 		return a.drainFailed(ctx, err)
 	}
 	a.cfg.Metrics.DrainDuration.Observe(a.cfg.Clock().Sub(start).Seconds())
-	a.normal("Drained", "drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
 	if err := a.markDrained(ctx); err != nil {
 		return err
 	}
+	// The Drained Event waits for the next step: a reboot that follows at
+	// once says it in its own Event (one request fewer per cycle); any other
+	// step sends it first (see tellDrained).
+	a.drained = fmt.Sprintf("drained in %s", a.cfg.Clock().Sub(start).Round(time.Millisecond))
+	a.cfg.Log.Info(a.drained, "reason", "Drained")
 	a.notify(notify.Drained, obs.Node.State.CycleStarted, "")
 	return nil
+}
+
+// tellDrained sends the Drained Event that a drain left for its next step,
+// when that step is not the reboot.
+func (a *Agent) tellDrained() {
+	if a.drained == "" {
+		return
+	}
+	a.cfg.Events.Event(a.nodeRef(), corev1.EventTypeNormal, "Drained", a.drained)
+	a.drained = ""
 }
 
 // errQuarantine: the drain timed out and the node is to be put aside.
@@ -413,7 +450,11 @@ func (a *Agent) reboot(ctx context.Context, obs Observation, why string) (bool, 
 	if err := a.confirmSlot(ctx, "rebooting"); err != nil {
 		return true, err
 	}
-	a.normal("Rebooting", "rebooting (attempt %d, boot id %s): %s", attempt, obs.Host.BootID, why)
+	drained := ""
+	if a.drained != "" {
+		drained, a.drained = a.drained+"; ", ""
+	}
+	a.normal("Rebooting", "%srebooting (attempt %d, boot id %s): %s", drained, attempt, obs.Host.BootID, why)
 	if attempt == 1 {
 		a.notify(notify.Rebooting, from.CycleStarted, why)
 		a.flushNotifications(ctx)

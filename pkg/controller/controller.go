@@ -254,17 +254,23 @@ func (r *Rollout) pendingView(nodes []*corev1.Node, now time.Time) map[string]bo
 	return view
 }
 
-// slotsInUse are the slots the Lease cache shows held, and those suggested
-// to pending admissions. A cache that cannot be read shows none: the
-// suggestions are hints, and the Leases stay the judge.
-func (r *Rollout) slotsInUse() map[int]bool {
+// suggestedSlots are the slots suggested to pending admissions.
+func (r *Rollout) suggestedSlots() map[int]bool {
 	used := map[int]bool{}
 	for _, i := range r.pendingSlots {
 		used[i] = true
 	}
+	return used
+}
+
+// slotHolders are the held slots the Lease cache shows, by index. A cache
+// that cannot be read shows none: the suggestions made from it are hints,
+// and the Leases stay the judge.
+func (r *Rollout) slotHolders() map[int]string {
+	holders := map[int]string{}
 	leases, err := r.leases.List(lock.Selector(r.cfg.LockName))
 	if err != nil {
-		return used
+		return holders
 	}
 	prefix := r.cfg.LockName + "-"
 	for _, l := range leases {
@@ -272,10 +278,10 @@ func (r *Rollout) slotsInUse() map[int]bool {
 			continue
 		}
 		if i, err := strconv.Atoi(strings.TrimPrefix(l.Name, prefix)); err == nil {
-			used[i] = true
+			holders[i] = *l.Spec.HolderIdentity
 		}
 	}
-	return used
+	return holders
 }
 
 // Reconcile observes the caches, decides and acts once.
@@ -297,7 +303,7 @@ func (r *Rollout) Reconcile(ctx context.Context) error {
 	pools, unknown, fault := r.poolsView(header)
 	pending := r.pendingView(nodes, now)
 	act := Decide(r.cfg.Settings, View{Now: now, Nodes: nodes, PauseReason: pause, Failures: r.failures,
-		Pending: pending, Pools: pools, PoolsUnknown: unknown, SlotsInUse: r.slotsInUse()})
+		Pending: pending, Pools: pools, PoolsUnknown: unknown, SlotHolders: r.slotHolders(), SuggestedSlots: r.suggestedSlots()})
 	r.notePools(act, fault)
 	errs := r.act(ctx, act, now)
 	if err := r.publishFault(ctx, header, fault); err != nil {

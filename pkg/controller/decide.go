@@ -54,10 +54,12 @@ type View struct {
 	// PoolsUnknown: the ConfigMap is bad and no good content is known, so
 	// which limits bind which node is unknown: every waiting node is held.
 	PoolsUnknown bool
-	// SlotsInUse are the lock's slots that are held (the Lease cache) or
-	// suggested to an admission this controller wrote that its cache does
-	// not show yet.
-	SlotsInUse map[int]bool
+	// SlotHolders are the lock's held slots, by index, and their holders
+	// (the Lease cache).
+	SlotHolders map[int]string
+	// SuggestedSlots are the slots suggested to admissions this controller
+	// wrote that its cache does not show yet.
+	SuggestedSlots map[int]bool
 }
 
 // Settings are the operator's choices.
@@ -97,11 +99,13 @@ type Actions struct {
 func Decide(s Settings, v View) Actions {
 	nodes := make([]policy.Node, 0, len(v.Nodes))
 	act := Actions{Phases: map[string]int{}}
+	inCycle := map[string]bool{}
 	for _, n := range v.Nodes {
 		pn, st := policyNode(n)
 		if v.Pending[n.Name] {
 			pn.InCycle = true
 		}
+		inCycle[n.Name] = pn.InCycle
 		nodes = append(nodes, pn)
 		act.Phases[phaseOf(pn, st)]++
 		if !st.Admitted.IsZero() && st.Phase == state.PhaseIdle && s.AdmissionTimeout > 0 &&
@@ -138,16 +142,26 @@ func Decide(s Settings, v View) Actions {
 		return act
 	}
 	act.Admit = act.Plan.Admit
-	act.Slots = AssignSlots(act.Limit, slotsInUse(v), act.Admit)
+	act.Slots = AssignSlots(act.Limit, slotsInUse(v, inCycle), act.Admit)
 	return act
 }
 
-// slotsInUse are the view's slots in use and those suggested to the admissions
-// it shows: a slot suggested to a node stays its own until its cycle ends.
-func slotsInUse(v View) map[int]bool {
-	used := maps.Clone(v.SlotsInUse)
+// slotsInUse are the slots not to suggest: those suggested to the admissions
+// the view shows or that are pending (a suggestion stays the node's until its
+// cycle ends), and those held by a node still in a cycle. A slot whose
+// holder's cycle has ended is about to be released (the agent cleans its
+// Node before it gives the slot back, and the Lease cache may show the
+// release after the Node): suggesting it spares the nodes admitted on that
+// Node event a race for the other slots.
+func slotsInUse(v View, inCycle map[string]bool) map[int]bool {
+	used := maps.Clone(v.SuggestedSlots)
 	if used == nil {
 		used = map[int]bool{}
+	}
+	for i, holder := range v.SlotHolders {
+		if stillIn, known := inCycle[holder]; stillIn || !known {
+			used[i] = true
+		}
 	}
 	for _, n := range v.Nodes {
 		if i := state.AdmittedSlot(n.Annotations); i >= 0 {

@@ -162,7 +162,13 @@ func TestDecideSuggestsSlotsNotInUse(t *testing.T) {
 	earlier[state.AnnotationAdmitted] = stamp(t0)
 	earlier[state.AnnotationAdmittedSlot] = "1"
 	nodes := []*corev1.Node{kubeNode("a", needs(3)), kubeNode("b", needs(2)), kubeNode("c", needs(1)), kubeNode("e", earlier)}
-	act := Decide(settings("5"), View{Now: t0, Nodes: nodes, SlotsInUse: map[int]bool{0: true, 3: true}})
+	done := kubeNode("d", nil)
+	inCycle := kubeNode("f", map[string]string{state.AnnotationPhase: string(state.PhaseRebooting)})
+	nodes = append(nodes, done, inCycle)
+	act := Decide(settings("6"), View{Now: t0, Nodes: nodes, SlotHolders: map[int]string{0: "f", 2: "d", 3: "gone"},
+		SuggestedSlots: map[int]bool{4: true}})
 	require.Equal(t, []string{"a", "b", "c"}, act.Admit)
-	require.Equal(t, map[string]int{"a": 2, "b": 4}, act.Slots, "slot 0 and 3 held, 1 suggested to e; c gets none")
+	require.Equal(t, map[string]int{"a": 2, "b": 5}, act.Slots,
+		"slot 0 held by f in a cycle, 1 suggested to e, 2 held by d whose cycle ended (free soon), 3 by a holder "+
+			"that is no Node the cache shows, 4 suggested to a pending admission; c gets none")
 }

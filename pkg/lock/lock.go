@@ -120,6 +120,10 @@ type Semaphore struct {
 	// exists is, per slot, the record whose holder was last found to be a
 	// Node, and when.
 	exists map[string]seenRecord
+	// waitingFor is the preferred slot this process last found held, since
+	// waitingSince (see awaitPreferred).
+	waitingFor   int
+	waitingSince time.Time
 	// confirmed is when this process last wrote its own slot successfully
 	// (take or renew): the base of self-fencing.
 	confirmed time.Time
@@ -139,7 +143,7 @@ func New(cfg Config, leases coordclient.LeaseInterface, lister coordlisters.Leas
 	if cfg.Identity == "" || cfg.Name == "" || cfg.Namespace == "" {
 		return nil, fmt.Errorf("lock: name %q, namespace %q and identity %q must all be set", cfg.Name, cfg.Namespace, cfg.Identity)
 	}
-	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, mono: time.Now, seen: map[string]seenRecord{}, exists: map[string]seenRecord{}}, nil
+	return &Semaphore{cfg: cfg, leases: leases, lister: lister, now: now, mono: time.Now, seen: map[string]seenRecord{}, exists: map[string]seenRecord{}, waitingFor: -1}, nil
 }
 
 // Selector selects the Leases of the lock called name, for the informer that feeds New.
@@ -171,6 +175,16 @@ func (s Snapshot) PastLimit(h Holder) bool {
 	i := strings.LastIndex(h.Slot, "-")
 	n, err := strconv.Atoi(h.Slot[i+1:])
 	return i >= 0 && err == nil && s.Limit > 0 && n >= s.Limit
+}
+
+// heldSlot says whether slot is held, by anyone, as the cache shows it.
+func (s Snapshot) heldSlot(slot string) bool {
+	for _, h := range s.Holders {
+		if h.Slot == slot {
+			return true
+		}
+	}
+	return false
 }
 
 // Held returns the slot this identity holds, if any.
@@ -276,10 +290,17 @@ func holderOf(l *coordinationv1.Lease) Holder {
 // that an operator can always annotate it, and writes this agent's limit on it
 // unless a newer configuration generation wrote one.
 func (s *Semaphore) EnsureHeader(ctx context.Context) error {
+	if cached, err := s.lister.Get(s.cfg.Name); err == nil && !s.headerNeedsWrite(cached) {
+		// The cache shows nothing to write: no request (every agent start
+		// would otherwise read the header once more).
+		return nil
+	}
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		current, err := s.leases.Get(ctx, s.cfg.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = s.leases.Create(ctx, s.newLease(s.cfg.Name, ""), metav1.CreateOptions{})
+			header := s.newLease(s.cfg.Name, "")
+			setLimit(header, s.cfg.Slots, s.cfg.Generation)
+			_, err = s.leases.Create(ctx, header, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(coordinationv1.Resource("leases"), s.cfg.Name, err)
 			}
@@ -288,10 +309,7 @@ func (s *Semaphore) EnsureHeader(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, gen, ok := ParseLimit(current); ok && (gen > s.cfg.Generation || controllerLimit(current)) {
-			return nil
-		}
-		if limit, gen, ok := ParseLimit(current); ok && limit == s.cfg.Slots && gen == s.cfg.Generation {
+		if !s.headerNeedsWrite(current) {
 			return nil
 		}
 		next := current.DeepCopy()
@@ -303,6 +321,19 @@ func (s *Semaphore) EnsureHeader(ctx context.Context) error {
 		return fmt.Errorf("writing the limit on lock header lease %s/%s: %w", s.cfg.Namespace, s.cfg.Name, err)
 	}
 	return nil
+}
+
+// headerNeedsWrite: this agent's limit is not on the header, and no newer
+// generation (or the controller) wrote one that binds it.
+func (s *Semaphore) headerNeedsWrite(header *coordinationv1.Lease) bool {
+	limit, gen, ok := ParseLimit(header)
+	switch {
+	case ok && (gen > s.cfg.Generation || controllerLimit(header)):
+		return false
+	case ok && limit == s.cfg.Slots && gen == s.cfg.Generation:
+		return false
+	}
+	return true
 }
 
 // SetControllerLimit is the rollout controller's write of the limit on the
@@ -371,6 +402,9 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	if h, ok := snap.Held(s.cfg.Identity); ok {
 		return h.Slot, true, nil
 	}
+	if s.awaitPreferred(snap.heldSlot, snap.Limit) {
+		return "", false, nil
+	}
 	if len(snap.Holders) >= snap.Limit && !s.reclaimAny(ctx, snap) {
 		return "", false, nil
 	}
@@ -381,6 +415,9 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	if name, ok := live.heldBy(s.cfg.Identity); ok {
 		s.markConfirmed()
 		return name, true, nil
+	}
+	if s.awaitPreferred(live.heldSlot, live.count.limit-live.count.past) {
+		return "", false, nil
 	}
 	for _, name := range s.takeOrder(live) {
 		won, lost, err := s.takeFrom(ctx, live, name)
@@ -397,6 +434,31 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 		}
 	}
 	return "", false, nil
+}
+
+// PreferredWait is how long a taker waits for the slot it was suggested while
+// that slot is still held, before it tries the others: the suggestion is a
+// slot about to be released, and the other free slots are likely suggested
+// to other nodes admitted at the same time.
+const PreferredWait = 5 * time.Second
+
+// awaitPreferred says whether to wait for the preferred slot: held (by
+// someone else) says it is, it lies below open, and this process has not
+// waited for it PreferredWait yet.
+func (s *Semaphore) awaitPreferred(held func(slot string) bool, open int) bool {
+	preferred := -1
+	if s.cfg.PreferredSlot != nil {
+		preferred = s.cfg.PreferredSlot()
+	}
+	if preferred < 0 || preferred >= open || !held(s.SlotName(preferred)) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waitingFor != preferred {
+		s.waitingFor, s.waitingSince = preferred, s.mono()
+	}
+	return s.mono().Sub(s.waitingSince) < PreferredWait
 }
 
 // takeOrder is the order in which slots are tried: free slots before held
@@ -565,6 +627,12 @@ func (c slotCount) usable(index int) bool {
 type liveLock struct {
 	count slotCount
 	slots map[string]*coordinationv1.Lease
+}
+
+// heldSlot says whether slot is held, by anyone, as the List showed it.
+func (l liveLock) heldSlot(slot string) bool {
+	lease, ok := l.slots[slot]
+	return ok && holderOf(lease).Identity != ""
 }
 
 func (l liveLock) heldBy(identity string) (string, bool) {

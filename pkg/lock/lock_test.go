@@ -489,3 +489,44 @@ func TestAdmittedTogetherTryDifferentSlots(t *testing.T) {
 	}
 	require.Greater(t, len(first), 1, "every taker starts at the same slot")
 }
+
+// TestPreferredSlotIsAwaitedWhileItIsReleased: a taker suggested a slot that
+// is still held waits for it (the other free slots are likely suggested to
+// others) for PreferredWait, then takes any free slot.
+func TestPreferredSlotIsAwaitedWhileItIsReleased(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 3, Identity: "a", PreferredSlot: slot(0)}, nil)
+	require.True(t, take(t, a))
+	b, bClock := newSem(t, client, Config{Slots: 3, Identity: "b", PreferredSlot: slot(0)}, nil)
+	require.False(t, take(t, b), "b took another slot while its own was being released")
+	bClock.elapsed += PreferredWait / 2
+	require.False(t, take(t, b))
+
+	require.NoError(t, a.Release(context.Background()))
+	require.True(t, take(t, b))
+	require.Equal(t, "b", holderOfSlot(t, client, "nodepatch-lock-0"), "b took the slot it was suggested")
+
+	c, cClock := newSem(t, client, Config{Slots: 3, Identity: "c", PreferredSlot: slot(0)}, nil)
+	require.False(t, take(t, c))
+	cClock.elapsed += PreferredWait
+	require.True(t, take(t, c), "c waited PreferredWait for a slot that stays held")
+	require.NotEqual(t, "c", holderOfSlot(t, client, "nodepatch-lock-0"))
+}
+
+// TestEnsureHeaderReadsTheCacheFirst: an agent start whose header the cache
+// shows bound (the controller's limit, or this agent's own) costs no request;
+// one that must write reads the API server's copy.
+func TestEnsureHeaderReadsTheCacheFirst(t *testing.T) {
+	client := newClient()
+	sem, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 2, Identity: "a"},
+		client.CoordinationV1().Leases(ns), trackerLister{client}, time.Now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"get leases", "create leases"}, requestsOf(client, func() { require.NoError(t, sem.EnsureHeader(context.Background())) }))
+	require.Empty(t, requestsOf(client, func() { require.NoError(t, sem.EnsureHeader(context.Background())) }), "its own limit is there")
+	require.NoError(t, SetControllerLimit(context.Background(), client.CoordinationV1().Leases(ns), ns, "nodepatch-lock", 5, "max-unavailable=5"))
+	require.Empty(t, requestsOf(client, func() { require.NoError(t, sem.EnsureHeader(context.Background())) }), "the controller's limit binds")
+	newer, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 3, Identity: "a"},
+		client.CoordinationV1().Leases(ns), trackerLister{client}, time.Now)
+	require.NoError(t, err)
+	require.Empty(t, requestsOf(client, func() { require.NoError(t, newer.EnsureHeader(context.Background())) }))
+}

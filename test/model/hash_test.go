@@ -216,8 +216,9 @@ func (m *model) objectHash(obj any) []byte {
 // fields added later. Interfaces, functions and channels are its configuration
 // and effects (the model's fakes and caches, the logger, the metrics), not
 // memory, and are skipped, as are the agent's and the controller's
-// configuration and the agent's once-only Event texts (told), which change
-// what Events say, never what the agent does.
+// configuration and the agent's once-only Event texts (told), the text of the
+// Drained Event it holds back (drained) and when a wait for a slot began
+// (lockWait), which change what Events say, never what the agent does.
 type memHasher struct {
 	m    *model
 	b    *[]byte
@@ -226,7 +227,10 @@ type memHasher struct {
 	// skipTimers leaves out the lock's record of when it saw each slot
 	// version and when it last confirmed its own: without a TTL the lock never
 	// reads them (reclaimable and Fenced look only with a TTL), and they would
-	// tell apart states that behave the same.
+	// tell apart states that behave the same. It leaves out too the holders
+	// found to be Nodes (exists, on the real clock: it can only put off a
+	// reclaim, never allow one) and the wait for a suggested slot (the
+	// model's agents are suggested none).
 	skipTimers bool
 }
 
@@ -291,7 +295,8 @@ func (mh memHasher) structure(v reflect.Value) {
 	}
 	for i := range v.NumField() {
 		if t == semaphoreType && mh.skipTimers {
-			if name := t.Field(i).Name; name == "seen" || name == "confirmed" {
+			if name := t.Field(i).Name; name == "seen" || name == "confirmed" || name == "exists" ||
+				name == "waitingFor" || name == "waitingSince" {
 				continue
 			}
 		}
@@ -300,7 +305,7 @@ func (mh memHasher) structure(v reflect.Value) {
 		}
 		if t == agentType {
 			switch t.Field(i).Name {
-			case "cfg", "told":
+			case "cfg", "told", "lockWait", "drained":
 				continue
 			case "nextHostCheck":
 				// Only whether the host is asked at the next look matters: ticks

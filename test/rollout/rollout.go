@@ -255,15 +255,20 @@ func Ideal(nodes, limit int, drain, reboot time.Duration) time.Duration {
 	return time.Duration(waves * float64(drain+reboot))
 }
 
-// MeanDrain averages the drain times the agents reported in their Events.
+// MeanDrain averages the drain times the agents reported in their Events:
+// Rebooting says it when the reboot follows the drain at once, Drained
+// otherwise.
 func MeanDrain(ctx context.Context, client kubernetes.Interface) (time.Duration, error) {
-	events, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "reason=Drained"})
+	events, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("reading drain Events: %w", err)
 	}
 	var total time.Duration
 	n := 0
 	for _, e := range events.Items {
+		if e.Reason != "Drained" && e.Reason != "Rebooting" {
+			continue
+		}
 		if m := drainedIn.FindStringSubmatch(e.Message); m != nil {
 			if d, err := time.ParseDuration(m[1]); err == nil {
 				total += d * time.Duration(max(e.Count, 1))
@@ -272,7 +277,7 @@ func MeanDrain(ctx context.Context, client kubernetes.Interface) (time.Duration,
 		}
 	}
 	if n == 0 {
-		return 0, errors.New("no Drained Events to measure drains by")
+		return 0, errors.New("no Drained or Rebooting Events to measure drains by")
 	}
 	return total / time.Duration(n), nil
 }
