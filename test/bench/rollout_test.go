@@ -16,6 +16,13 @@ func BenchmarkRollout12Nodes(b *testing.B) {
 	benchRollout(b, rollout.Options{Nodes: 12, Concurrency: 2, RebootDuration: 5 * time.Second, Controllers: true})
 }
 
+// BenchmarkRollout12NodesController is the yardstick's rollout with the
+// rollout controller admitting the nodes (the agents in controller mode).
+func BenchmarkRollout12NodesController(b *testing.B) {
+	benchRollout(b, rollout.Options{Nodes: 12, Concurrency: 2, RebootDuration: 5 * time.Second, Controllers: true,
+		RolloutController: true})
+}
+
 // BenchmarkRollout12NodesNoWorkload is the same rollout with nothing to evict:
 // what is left is nodepatch's own overhead.
 func BenchmarkRollout12NodesNoWorkload(b *testing.B) {
