@@ -65,24 +65,6 @@ func (f *fakeCaches) List(labels.Selector) ([]*corev1.Node, error) {
 	return out, nil
 }
 
-type fakeLeases struct{ client *fake.Clientset }
-
-func (f fakeLeases) Get(name string) (*coordinationv1.Lease, error) {
-	return f.client.CoordinationV1().Leases("nodepatch").Get(context.Background(), name, metav1.GetOptions{})
-}
-
-func (f fakeLeases) List(sel labels.Selector) ([]*coordinationv1.Lease, error) {
-	list, err := f.client.CoordinationV1().Leases("nodepatch").List(context.Background(), metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*coordinationv1.Lease, len(list.Items))
-	for i := range list.Items {
-		out[i] = &list.Items[i]
-	}
-	return out, nil
-}
-
 func (f *fakeCaches) Get(name string) (*corev1.ConfigMap, error) {
 	if f.cm == nil || f.cm.Name != name {
 		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
@@ -99,7 +81,7 @@ func newTestRollout(t *testing.T, f *fakeCaches, events *record.FakeRecorder, m 
 	s := settings("5")
 	r := NewRollout(Config{Client: f.client, Namespace: "nodepatch", LockName: "nodepatch-lock", Identity: "test",
 		Settings: s, PoolsConfigMap: "pools", Events: events, Metrics: m, Log: slog.New(slog.DiscardHandler),
-		Clock: func() time.Time { return t0 }}, f, fakeLeases{f.client})
+		Clock: func() time.Time { return t0 }}, f, lock.APILister{Leases: f.client.CoordinationV1().Leases("nodepatch")})
 	r.ReadPoolsFrom(f)
 	return r
 }
