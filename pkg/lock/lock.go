@@ -81,6 +81,8 @@ type Config struct {
 	// deleted node is reclaimed. A holder found to exist is not asked about
 	// again for NodeRecheck while its slot's record is unchanged.
 	NodeExists func(ctx context.Context, name string) (bool, error)
+	// NodeRecheck, when positive, stands for the NodeRecheck constant.
+	NodeRecheck time.Duration
 	// PreferredSlot, when set, names the slot index to try first (-1: none):
 	// the rollout controller's hint, so that the nodes it admits together do
 	// not race for the same slot.
@@ -701,7 +703,11 @@ func (s *Semaphore) knownToExist(h Holder) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.exists[h.Slot]
-	return ok && rec.version == h.version && s.mono().Sub(rec.at) < NodeRecheck
+	recheck := NodeRecheck
+	if s.cfg.NodeRecheck > 0 {
+		recheck = s.cfg.NodeRecheck
+	}
+	return ok && rec.version == h.version && s.mono().Sub(rec.at) < recheck
 }
 
 // create makes slot name, held by this identity; the caller has checked the

@@ -135,8 +135,10 @@ func TestReclaimOnlyFromNodesThatAreGone(t *testing.T) {
 	for _, n := range []string{"a", "b"} {
 		createNode(t, ctx, cp.Client, n)
 	}
+	// A holder found to be a Node is looked up again after NodeRecheck:
+	// the reclaim of a deleted node's slot may wait that long.
 	cfg := func(id string) lock.Config {
-		return lock.Config{Slots: 1, Identity: id, NodeExists: lock.NodeExistsIn(cp.Client)}
+		return lock.Config{Slots: 1, Identity: id, NodeExists: lock.NodeExistsIn(cp.Client), NodeRecheck: time.Second}
 	}
 	a := newSemaphore(t, ctx, cp.Client, cfg("a"))
 	b := newSemaphore(t, ctx, cp.Client, cfg("b"))
