@@ -14,13 +14,15 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/host"
 	"github.com/nodepatch/nodepatch/pkg/host/packages"
 	"github.com/nodepatch/nodepatch/pkg/host/systemd"
+	"github.com/nodepatch/nodepatch/pkg/kube"
 	"github.com/nodepatch/nodepatch/pkg/notify"
 	"github.com/nodepatch/nodepatch/pkg/reboot"
 	"github.com/nodepatch/nodepatch/pkg/schedule"
 	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
-// Options are the agent's settings, one per flag of `nodepatch agent`.
+// Options are the agent's settings, one per flag of `nodepatch agent`
+// (and a hook, OnAPIRequest, for in-process worlds).
 type Options struct {
 	NodeName    string
 	Kubeconfig  string
@@ -106,6 +108,11 @@ type Options struct {
 	// ClockSkew shifts the agent's clock (hidden flag --clock-skew): fault tests
 	// run one agent minutes ahead or behind without touching the machine's clock.
 	ClockSkew time.Duration
+
+	// OnAPIRequest, when set, is told of every API request after the agent's
+	// own counter (no flag): a world of many in-process agents adds up their
+	// requests this way instead of scraping each agent's /metrics.
+	OnAPIRequest kube.CountFunc
 }
 
 // Clock is the agent's clock: the machine's, shifted by ClockSkew.

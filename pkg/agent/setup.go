@@ -28,6 +28,17 @@ import (
 	"github.com/nodepatch/nodepatch/pkg/version"
 )
 
+// countRequest counts an API request in m and tells OnAPIRequest of it.
+func (o Options) countRequest(m *metrics.Metrics) kube.CountFunc {
+	if o.OnAPIRequest == nil {
+		return m.CountRequest
+	}
+	return func(verb, resource string, code int) {
+		m.CountRequest(verb, resource, code)
+		o.OnAPIRequest(verb, resource, code)
+	}
+}
+
 // Start wires the agent to a cluster and a host from validated options and runs it
 // until ctx ends.
 func Start(ctx context.Context, o Options, log *slog.Logger) error {
@@ -36,7 +47,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		return err
 	}
 	m := metrics.New(o.NodeName, version.Version)
-	client, err := kube.NewClient(o.Kubeconfig, "nodepatch", kube.Rate{}, m.CountRequest)
+	client, err := kube.NewClient(o.Kubeconfig, "nodepatch", kube.Rate{}, o.countRequest(m))
 	if err != nil {
 		return err
 	}

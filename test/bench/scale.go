@@ -2,12 +2,12 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -146,7 +146,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (ScaleResult, error) {
 	if err := createNamespace(ctx, cp.Client); err != nil {
 		return ScaleResult{}, err
 	}
-	s := &scaleRun{o: o, cp: cp, bin: bin, dir: dir, limit: q.Of(o.Nodes), tally: &agentTally{scr: newScraper(), ended: requests{}}}
+	s := &scaleRun{o: o, cp: cp, bin: bin, dir: dir, limit: q.Of(o.Nodes), tally: &agentTally{counts: requests{}}, scr: newScraper()}
 	return s.run(ctx)
 }
 
@@ -163,6 +163,7 @@ type scaleRun struct {
 	obs     *observer
 	ctrl    *controllerProc
 	tally   *agentTally
+	scr     scraper // asks the agents' /readyz
 }
 
 func (s *scaleRun) run(ctx context.Context) (ScaleResult, error) {
@@ -190,7 +191,7 @@ func (s *scaleRun) run(ctx context.Context) (ScaleResult, error) {
 	}
 	res.MaxHolders, res.MaxOutOfService, res.Violations = s.watcher.MaxHolders(), s.watcher.MaxCordoned(), s.watcher.Violations()
 	res.PeakUnavailable = s.obs.peakOut()
-	return res, errors.Join(s.world.Err(), s.tally.err())
+	return res, s.world.Err()
 }
 
 // start registers the nodes, starts the observers, the controller and the
@@ -203,6 +204,7 @@ func (s *scaleRun) start(ctx context.Context) error {
 		Agent: func(_ string, a *agent.Options) {
 			a.Admission, a.Concurrency = "controller", s.limit
 			a.DrainTimeout, a.RebootTimeout = 2*time.Minute, 2*time.Minute
+			a.OnAPIRequest = s.tally.count
 		},
 		OnRebootRequest: s.onRebootRequest,
 	})
@@ -257,12 +259,10 @@ func (s *scaleRun) stop() {
 	}
 }
 
-// onRebootRequest reads the agent run's counters before the reboot ends it,
-// and asks the API server whether the node holds a slot.
+// onRebootRequest asks the API server whether the node holds a slot.
 func (s *scaleRun) onRebootRequest(node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s.tally.endRun(ctx, node, s.world.MetricsAddress(node))
 	if err := s.watcher.CheckRebootRequest(ctx, node); err != nil {
 		s.watcher.AddViolation("%v", err)
 	}
@@ -285,7 +285,7 @@ func (s *scaleRun) waitAgentsReady(ctx context.Context) error {
 		}
 		mu.Unlock()
 		_ = eachLimited(pending, 16, func(name string) error {
-			if addr := s.world.MetricsAddress(name); addr != "" && s.tally.scr.ready(ctx, addr) {
+			if addr := s.world.MetricsAddress(name); addr != "" && s.scr.ready(ctx, addr) {
 				mu.Lock()
 				ready[name] = true
 				mu.Unlock()
@@ -330,9 +330,7 @@ func (s *scaleRun) measureIdle(ctx context.Context, res *ScaleResult) error {
 
 // sample reads every agent's and the controller's requests so far.
 func (s *scaleRun) sample(ctx context.Context) (agents, ctrl requests, err error) {
-	if agents, err = s.tally.sample(ctx, s.world, s.names); err != nil {
-		return nil, nil, err
-	}
+	agents = s.tally.sample()
 	families, err := s.ctrl.metrics(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -416,64 +414,29 @@ func snapshotController(ctx context.Context, c *controllerProc) (ctrlSnapshot, e
 	return ctrlSnapshot{usage: u, decisions: h}, nil
 }
 
-// agentTally adds up the requests of every agent run: the runs a reboot
-// ended (read just before it), and the live ones when sampled. Sample only
-// while no reboot is under way: a run being ended could count twice.
+// agentTally adds up the API requests of every agent run, as each agent's
+// client counts them (agent.Options.OnAPIRequest): in process, so a busy
+// process's slow /metrics pages cannot lose a count, and the runs a reboot
+// ended stay counted.
 type agentTally struct {
-	scr   scraper
-	mu    sync.Mutex
-	ended requests
-	errs  []error
+	mu     sync.Mutex
+	counts requests
 }
 
-func (t *agentTally) endRun(ctx context.Context, node, addr string) {
-	r, err := t.read(ctx, node, addr)
+func (t *agentTally) count(verb, resource string, code int) {
+	k := requestKey{verb, resource, strconv.Itoa(code)}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err != nil {
-		t.errs = append(t.errs, fmt.Errorf("counting the requests of %s's agent before its reboot: %w", node, err))
-		return
-	}
-	t.ended.add(r, 1)
-}
-
-func (t *agentTally) read(ctx context.Context, node, addr string) (requests, error) {
-	if addr == "" {
-		return nil, fmt.Errorf("the agent of %s is not running", node)
-	}
-	families, err := t.scr.scrape(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	return requestsIn(families, agentRequestsMetric), nil
-}
-
-func (t *agentTally) sample(ctx context.Context, world *sim.InProcess, names []string) (requests, error) {
-	t.mu.Lock()
-	total := requests{}
-	total.add(t.ended, 1)
+	t.counts[k]++
 	t.mu.Unlock()
-	var mu sync.Mutex
-	err := eachLimited(names, 16, func(name string) error {
-		r, err := t.read(ctx, name, world.MetricsAddress(name))
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		total.add(r, 1)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the agents' requests: %w", err)
-	}
-	return total, nil
 }
 
-func (t *agentTally) err() error {
+// sample is a copy of the counts so far.
+func (t *agentTally) sample() requests {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return errors.Join(t.errs...)
+	total := requests{}
+	total.add(t.counts, 1)
+	return total
 }
 
 // nodepatchBinary is binary, or this tree's build in dir.

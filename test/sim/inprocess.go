@@ -36,8 +36,8 @@ type InProcessOptions struct {
 	// (DefaultAgentOptions): the in-process counterpart of ExtraFlags.
 	Agent func(node string, o *agent.Options)
 	// OnRebootRequest, when set, is called as soon as a host sees a reboot
-	// request, while the node's agent still runs: the moment to read what
-	// that run counted (MetricsAddress) before the reboot ends it.
+	// request, while the node's agent still runs: the moment to ask whether
+	// the node holds a slot, before the reboot ends the run.
 	OnRebootRequest func(node string)
 	// Log receives the world's events (also in Dir/supervisor.log).
 	Log io.Writer
