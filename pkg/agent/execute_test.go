@@ -621,3 +621,46 @@ func TestAdmissionProtocol(t *testing.T) {
 	require.NotContains(t, after, state.AnnotationNeedSince)
 	require.NotContains(t, after, state.AnnotationAdmitted, "the admission outlived its cycle")
 }
+
+// confirmingLock is the real lock, recording for each confirmation with the
+// API server (HoldsNow) whether the node was tainted yet.
+type confirmingLock struct {
+	Lock
+	w        *world
+	confirms []string
+}
+
+func (l *confirmingLock) HoldsNow(ctx context.Context) (bool, error) {
+	l.confirms = append(l.confirms, map[bool]string{false: "before taint", true: "after taint"}[nodeops.HasTaint(l.w.node())])
+	return l.Lock.HoldsNow(ctx)
+}
+
+// TestSlotIsConfirmedBeforeTaintUnlessJustWon: the taint waits for the API
+// server's word that the slot is held; the answer to this process's own
+// winning take, in the step just before, is that word. A process that finds
+// the slot already held (a restart) asks. The reboot always asks.
+func TestSlotIsConfirmedBeforeTaintUnlessJustWon(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		heldOnce bool // the slot was taken by an earlier run of the agent
+		want     []string
+	}{
+		{"slot won in the step before the taint", false, []string{"after taint"}},
+		{"slot held from an earlier run", true, []string{"before taint", "after taint"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, state.Node{})
+			if tc.heldOnce {
+				w.holdSlot()
+			}
+			real, err := lock.New(lock.Config{Name: "nodepatch-lock", Namespace: testNS, Slots: 1, Identity: testNode},
+				w.client.CoordinationV1().Leases(testNS), lock.APILister{Leases: w.client.CoordinationV1().Leases(testNS)}, w.clock)
+			require.NoError(t, err)
+			confirming := &confirmingLock{Lock: real, w: w}
+			w.lock = confirming
+			w.agent().reconcile(context.Background())
+			require.Equal(t, 1, w.rebooter.calls, "the cycle should reach its reboot")
+			require.Equal(t, tc.want, confirming.confirms)
+		})
+	}
+}

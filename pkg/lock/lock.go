@@ -428,6 +428,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 			return name, false, err
 		case won:
 			s.markConfirmed()
+			s.forgetWait()
 			s.awaitCache(ctx, name, true)
 			return name, true, nil
 		case lost:
@@ -448,10 +449,7 @@ const PreferredWait = 5 * time.Second
 // someone else) says it is, it lies below open, and this process has not
 // waited for it PreferredWait yet.
 func (s *Semaphore) awaitPreferred(held func(slot string) bool, open int) bool {
-	preferred := -1
-	if s.cfg.PreferredSlot != nil {
-		preferred = s.cfg.PreferredSlot()
-	}
+	preferred := s.preferred()
 	if preferred < 0 || preferred >= open || !held(s.SlotName(preferred)) {
 		return false
 	}
@@ -461,6 +459,22 @@ func (s *Semaphore) awaitPreferred(held func(slot string) bool, open int) bool {
 		s.waitingFor, s.waitingSince = preferred, s.mono()
 	}
 	return s.mono().Sub(s.waitingSince) < PreferredWait
+}
+
+// preferred is the slot index the rollout controller suggests; -1 for none.
+func (s *Semaphore) preferred() int {
+	if s.cfg.PreferredSlot == nil {
+		return -1
+	}
+	return s.cfg.PreferredSlot()
+}
+
+// forgetWait ends the wait for a suggested slot once a slot is won: a later
+// cycle suggested the same slot waits for it afresh.
+func (s *Semaphore) forgetWait() {
+	s.mu.Lock()
+	s.waitingFor = -1
+	s.mu.Unlock()
 }
 
 // takeOrder is the order in which slots are tried: free slots before held
@@ -474,10 +488,7 @@ func (s *Semaphore) takeOrder(live liveLock) []string {
 	if open <= 0 {
 		return nil
 	}
-	preferred := -1
-	if s.cfg.PreferredSlot != nil {
-		preferred = s.cfg.PreferredSlot()
-	}
+	preferred := s.preferred()
 	indices := make([]int, 0, open)
 	if preferred >= 0 && preferred < open {
 		indices = append(indices, preferred)

@@ -513,6 +513,24 @@ func TestPreferredSlotIsAwaitedWhileItIsReleased(t *testing.T) {
 	require.NotEqual(t, "c", holderOfSlot(t, client, "nodepatch-lock-0"))
 }
 
+// TestPreferredSlotIsAwaitedAfreshEachCycle: the wait for a suggested slot
+// ends with the take; suggested the same slot in a later cycle, the taker
+// waits for it again rather than racing for another.
+func TestPreferredSlotIsAwaitedAfreshEachCycle(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 3, Identity: "a", PreferredSlot: slot(0)}, nil)
+	require.True(t, take(t, a))
+	b, bClock := newSem(t, client, Config{Slots: 3, Identity: "b", PreferredSlot: slot(0)}, nil)
+	require.False(t, take(t, b))
+	require.NoError(t, a.Release(context.Background()))
+	require.True(t, take(t, b))
+	bClock.elapsed += 2 * PreferredWait // b's cycle
+	require.NoError(t, b.Release(context.Background()))
+
+	require.True(t, take(t, a))
+	require.False(t, take(t, b), "b took another slot instead of waiting for the one it was suggested again")
+}
+
 // TestEnsureHeaderReadsTheCacheFirst: an agent start whose header the cache
 // shows bound (the controller's limit, or this agent's own) costs no request;
 // one that must write reads the API server's copy.
