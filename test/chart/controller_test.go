@@ -34,6 +34,29 @@ func TestControllerValuesReachTheirFlags(t *testing.T) {
 	require.Equal(t, "controller", agentArgs(t, objs)["admission"], "agents must wait for the controller it runs")
 }
 
+// TestControllerOnTheHostNetwork: controller.hostNetwork puts the pods in
+// the host's network namespace with its own metrics port and extra
+// environment; a port the agents open on every host is refused by name.
+func TestControllerOnTheHostNetwork(t *testing.T) {
+	objs := ct.Objects(t, ct.Template(t, "--set", "hostNetwork=true", "--set", "controller.hostNetwork=true",
+		"--set", "controller.metricsPort=8081", "--set", "controller.extraEnv[0].name=KUBERNETES_SERVICE_HOST",
+		"--set", "controller.extraEnv[0].value=127.0.0.1"))
+	pod := ct.Path(t, map[string]any(ct.FindNamed(t, objs, "Deployment", "nodepatch-controller")), "spec", "template", "spec").(map[string]any)
+	require.Equal(t, true, pod["hostNetwork"])
+	require.Equal(t, "ClusterFirstWithHostNet", pod["dnsPolicy"], "a host-network pod still resolves cluster names")
+	c := controllerContainer(t, objs)
+	require.Contains(t, c["args"], "--metrics-address=:8081")
+	require.Equal(t, 8081, int(ct.Path(t, c, "ports").([]any)[0].(map[string]any)["containerPort"].(float64)))
+	require.Contains(t, c["env"], map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"})
+
+	plain := ct.Path(t, map[string]any(ct.FindNamed(t, ct.Objects(t, ct.Template(t)), "Deployment", "nodepatch-controller")), "spec", "template", "spec").(map[string]any)
+	require.NotContains(t, plain, "hostNetwork")
+
+	_, stderr, err := ct.Run(t, ct.TemplateArgs(t, "--set", "hostNetwork=true", "--set", "controller.hostNetwork=true")...)
+	require.Error(t, err)
+	require.Contains(t, stderr, "controller.metricsPort: with hostNetwork and controller.hostNetwork both true, the controller's port must not be metrics.port (8080)")
+}
+
 // TestControllerLeastPrivilege: its own ServiceAccount, Node rights to read and
 // annotate only, no capabilities, not root; replicas spread and kept by a budget.
 func TestControllerLeastPrivilege(t *testing.T) {
