@@ -78,7 +78,11 @@ func TestChartPatchesAndRebootsARealNode(t *testing.T) {
 
 	helm := helmFor(t, c.CP)
 	installed := time.Now()
-	helm(append([]string{"install", "nodepatch", ct.ChartDir(t), "--wait=false"}, testNetworkValues(t, c.CP)...)...)
+	// One node, so no rollout controller (TestChartRollsTwoRealNodes runs
+	// it): both its replicas would be here, and its PodDisruptionBudget would
+	// hold the second eviction until the first replica ran again, which it
+	// cannot while the only node is cordoned.
+	helm(append([]string{"install", "nodepatch", ct.ChartDir(t), "--wait=false", "--set", "controller.enabled=false"}, testNetworkValues(t, c.CP)...)...)
 	agentPod := waitAgentRunning(t, client, 3*time.Minute)
 	agentUp := time.Now()
 
@@ -156,9 +160,12 @@ func testNetworkValues(t *testing.T, cp *harness.ControlPlane) []string {
 		"--set", "agent.extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "agent.extraEnv[0].value=" + u.Hostname(),
 		"--set", "agent.extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", "agent.extraEnv[1].value=" + u.Port(),
 		"--set", "extraTolerations[0].key=" + TestTaintKey, "--set", "extraTolerations[0].operator=Exists",
-		// The rollout controller's Deployment has no host-network settings for a
-		// node without a pod network; the agents run as without a controller.
-		"--set", "controller.enabled=false",
+		// The rollout controller, where it runs, likewise, with its metrics on
+		// a port of the host the agent leaves free.
+		"--set", "controller.hostNetwork=true", "--set", "controller.metricsPort=8081",
+		"--set", "controller.extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "controller.extraEnv[0].value=" + u.Hostname(),
+		"--set", "controller.extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", "controller.extraEnv[1].value=" + u.Port(),
+		"--set", "controller.tolerations[0].key=" + TestTaintKey, "--set", "controller.tolerations[0].operator=Exists",
 	}
 }
 

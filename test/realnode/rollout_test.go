@@ -23,9 +23,11 @@ import (
 )
 
 // TestChartRollsTwoRealNodes: the same security update on two real nodes,
-// one lock slot. The agents reboot them one after the other; each drain moves
-// the Deployment's pods to the other node while the PodDisruptionBudget keeps
-// one of its two pods ready at all times.
+// under the chart's defaults: the rollout controller (two replicas, on these
+// same nodes) admits one node at a time. The agents reboot them one after the
+// other; each drain moves the Deployment's pods, and the controller's, to the
+// other node while the PodDisruptionBudget keeps one of the workload's two
+// pods ready at all times.
 func TestChartRollsTwoRealNodes(t *testing.T) {
 	names := []string{"rn-roll-a", "rn-roll-b"}
 	c := StartClusterT(t, names...)
@@ -82,6 +84,9 @@ func TestChartRollsTwoRealNodes(t *testing.T) {
 		require.NotContains(t, after, string(p.UID), "pod %s on %s was never evicted", p.Name, p.Spec.NodeName)
 	}
 	for _, name := range names {
+		admittedFirst, err := timelines[name].Before(EventAdmitted, EventLockTaken)
+		require.NoError(t, err, "the controller's admission or the slot of %s was not seen:\n%s", name, timelines[name].Log())
+		require.True(t, admittedFirst, "%s took its slot before the controller admitted it:\n%s", name, timelines[name].Log())
 		requireReleasedAfterUncordon(t, timelines[name])
 		out, err := timelines[name].Between(EventTainted, EventUntainted)
 		require.NoError(t, err)

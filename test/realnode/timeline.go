@@ -16,10 +16,13 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodepatch/nodepatch/pkg/state"
 )
 
 // Timeline events: what a Timeline notes, the first time it sees each.
 const (
+	EventAdmitted      = "admitted"       // the rollout controller's admission appears
 	EventTainted       = "tainted"        // nodepatch.io/rebooting taint appears
 	EventDraining      = "draining"       // phase Draining
 	EventRebooting     = "rebooting"      // phase Rebooting
@@ -106,6 +109,9 @@ func (tl *Timeline) onNode(obj any) {
 	tainted := slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == rebootingTaintKey })
 	tl.log = append(tl.log, fmt.Sprintf("rv %s node: tainted=%t unschedulable=%t phase=%q cordoned-by=%q ready=%t boot=%s",
 		node.ResourceVersion, tainted, node.Spec.Unschedulable, node.Annotations[phaseAnnotation], node.Annotations[cordonedAnnotation], NodeReady(node), boot))
+	if _, ok := node.Annotations[state.AnnotationAdmitted]; ok {
+		tl.note(EventAdmitted)
+	}
 	if tainted {
 		tl.note(EventTainted)
 	}
