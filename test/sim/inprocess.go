@@ -386,39 +386,20 @@ func (s *InProcess) rebootRequested() []string {
 	return names
 }
 
-// reboot is the Supervisor's reboot with an in-process agent: the agent dies
-// with the machine, the Node goes NotReady, the host comes back after
-// RebootDuration with a new boot id, the kubelet reports it and turns Ready,
-// and the DaemonSet starts the agent again.
+// reboot is the Supervisor's reboot (powerCycle) with an in-process agent,
+// after which the DaemonSet starts the agent again.
 func (s *InProcess) reboot(name string) error {
 	host := s.Host(name)
 	if s.opts.OnRebootRequest != nil {
 		s.opts.OnRebootRequest(name)
 	}
 	s.logf("%s: reboot requested; rebooting", name)
-	back := time.Now().Add(s.opts.RebootDuration)
-	if err := s.stopAgent(name); err != nil {
-		return err
-	}
-	bootID, err := host.boot(false)
+	bootID, err := powerCycle{
+		client: s.client, name: name, host: host,
+		duration: s.opts.RebootDuration, downTimeout: s.opts.DownTimeout,
+		stopAgent: func() error { return s.stopAgent(name) }, logf: s.logf,
+	}.run(s.ctx)
 	if err != nil {
-		return err
-	}
-	if err := SetDown(s.ctx, s.client, name, true); err != nil {
-		return err
-	}
-	downCtx, cancel := context.WithTimeout(s.ctx, s.opts.DownTimeout)
-	defer cancel()
-	if err := WaitNodeReady(downCtx, s.client, name, false); err != nil {
-		return fmt.Errorf("reboot of %s: %w", name, err)
-	}
-	if err := sleepCtx(s.ctx, time.Until(back)); err != nil {
-		return fmt.Errorf("reboot of %s: %w", name, err)
-	}
-	if err := SetBootID(s.ctx, s.client, name, bootID); err != nil {
-		return err
-	}
-	if err := SetDown(s.ctx, s.client, name, false); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/nodepatch/nodepatch/test/harness"
 )
 
@@ -67,23 +69,12 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	// On an error the host stays down, but a crash restart may start the agent.
 	defer func() { _ = s.withNode(name, func(n *simNode) error { n.rebooting = false; return nil }) }()
 	s.logf("%s: reboot requested; rebooting", name)
-	// The host is down from the request on: RebootDuration counts from here,
-	// not from when kwok gets round to reporting the Node NotReady.
-	back := time.Now().Add(s.opts.RebootDuration)
-	if err := s.KillAgent(name); err != nil {
-		return err
-	}
-	bootID, err := host.boot(keepSentinel)
+	bootID, err := powerCycle{
+		client: s.client, name: name, host: host, keepSentinel: keepSentinel,
+		duration: s.opts.RebootDuration, downTimeout: s.opts.DownTimeout,
+		stopAgent: func() error { return s.KillAgent(name) }, logf: s.logf,
+	}.run(s.ctx)
 	if err != nil {
-		return err
-	}
-	if err := s.goDown(name); err != nil {
-		return err
-	}
-	if err := sleepCtx(s.ctx, time.Until(back)); err != nil {
-		return fmt.Errorf("reboot of %s: %w", name, err)
-	}
-	if err := s.comeUp(name, bootID); err != nil {
 		return err
 	}
 	var proc *harness.Process
@@ -102,26 +93,50 @@ func (s *Supervisor) reboot(name string, host *Host) error {
 	return nil
 }
 
-// goDown marks the Node down and waits until kwok reports it NotReady.
-func (s *Supervisor) goDown(name string) error {
-	if err := SetDown(s.ctx, s.client, name, true); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DownTimeout)
-	defer cancel()
-	if err := WaitNodeReady(ctx, s.client, name, false); err != nil {
-		return fmt.Errorf("reboot of %s: %w", name, err)
-	}
-	s.logf("%s: node NotReady", name)
-	return nil
+// powerCycle is a host's reboot as the cluster sees it, the same in both
+// worlds: the agent dies with the machine, the host boots anew (a new boot
+// id; the sentinel, on /run, is gone unless keepSentinel), the Node goes
+// NotReady, and once duration has passed since the request the kubelet
+// reports the new boot id and the Node turns Ready.
+type powerCycle struct {
+	client       kubernetes.Interface
+	name         string
+	host         *Host
+	keepSentinel bool
+	duration     time.Duration
+	downTimeout  time.Duration // for kwok to report the Node NotReady
+	stopAgent    func() error
+	logf         func(format string, args ...any)
 }
 
-// comeUp reports the new boot id, then lets kwok turn the Node Ready.
-func (s *Supervisor) comeUp(name, bootID string) error {
-	if err := SetBootID(s.ctx, s.client, name, bootID); err != nil {
-		return err
+// run power-cycles the host and returns its new boot id.
+func (p powerCycle) run(ctx context.Context) (string, error) {
+	// The host is down from the request on: duration counts from here, not
+	// from when kwok gets round to reporting the Node NotReady.
+	back := time.Now().Add(p.duration)
+	if err := p.stopAgent(); err != nil {
+		return "", err
 	}
-	return SetDown(s.ctx, s.client, name, false)
+	bootID, err := p.host.boot(p.keepSentinel)
+	if err != nil {
+		return "", err
+	}
+	if err := SetDown(ctx, p.client, p.name, true); err != nil {
+		return "", err
+	}
+	downCtx, cancel := context.WithTimeout(ctx, p.downTimeout)
+	defer cancel()
+	if err := WaitNodeReady(downCtx, p.client, p.name, false); err != nil {
+		return "", fmt.Errorf("reboot of %s: %w", p.name, err)
+	}
+	p.logf("%s: node NotReady", p.name)
+	if err := sleepCtx(ctx, time.Until(back)); err != nil {
+		return "", fmt.Errorf("reboot of %s: %w", p.name, err)
+	}
+	if err := SetBootID(ctx, p.client, p.name, bootID); err != nil {
+		return "", err
+	}
+	return bootID, SetDown(ctx, p.client, p.name, false)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
