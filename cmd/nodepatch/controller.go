@@ -42,6 +42,6 @@ func bindControllerFlags(f *pflag.FlagSet, o *controller.Options) {
 	f.StringVar(&o.FailureBudget, "failure-budget", "", "N/DURATION: pause the rollout after N failed cycles within DURATION, e.g. 3/1h; empty: never")
 	f.StringVar(&o.PoolsConfigMap, "pools-configmap", "", "ConfigMap (in --namespace) of per-pool policies, one key per pool, watched: edits apply without a restart; empty: no pools")
 	f.DurationVar(&o.AdmissionTimeout, "admission-timeout", 5*time.Minute, "revoke an admission that no cycle followed within this long")
-	f.Float32Var(&o.APIQPS, "kube-api-qps", 50, "the controller's limit on its API requests per second (an admission is two)")
+	f.Float32Var(&o.APIQPS, "kube-api-qps", 50, "the controller's limit on its API requests per second, and apart on its Events (an admission is a Node patch and an Event)")
 	f.IntVar(&o.APIBurst, "kube-api-burst", 100, "the controller's burst of API requests above --kube-api-qps")
 }

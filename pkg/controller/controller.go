@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -304,12 +305,13 @@ func (r *Rollout) Reconcile(ctx context.Context) error {
 	pending := r.pendingView(nodes, now)
 	act := Decide(r.cfg.Settings, View{Now: now, Nodes: nodes, PauseReason: pause, Failures: r.failures,
 		Pending: pending, Pools: pools, PoolsUnknown: unknown, SlotHolders: r.slotHolders(), SuggestedSlots: r.suggestedSlots()})
+	decided := time.Now()
 	r.notePools(act, fault)
 	errs := r.act(ctx, act, now)
 	if err := r.publishFault(ctx, header, fault); err != nil {
 		errs = append(errs, err)
 	}
-	r.cfg.Metrics.Record(act, time.Since(start))
+	r.cfg.Metrics.Record(act, decided.Sub(start), time.Since(decided))
 	return errors.Join(errs...)
 }
 
@@ -333,12 +335,16 @@ func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 		}
 	}
 	stamp := now.UTC().Format(time.RFC3339Nano)
-	for _, name := range act.Admit {
-		slot, hinted := act.Slots[name]
-		if err := r.annotate(ctx, name, &stamp, slotHint(slot, hinted)); err != nil {
-			errs = append(errs, err)
+	patchErrs := inParallel(len(act.Admit), admitWorkers, func(i int) error {
+		slot, hinted := act.Slots[act.Admit[i]]
+		return r.annotate(ctx, act.Admit[i], &stamp, slotHint(slot, hinted))
+	})
+	for i, name := range act.Admit {
+		if patchErrs[i] != nil {
+			errs = append(errs, patchErrs[i])
 			continue
 		}
+		slot, hinted := act.Slots[name]
 		r.pending[name] = now
 		if hinted {
 			r.pendingSlots[name] = slot
@@ -354,6 +360,34 @@ func (r *Rollout) act(ctx context.Context, act Actions, now time.Time) []error {
 		r.cfg.Events.Event(nodeRef(name), corev1.EventTypeWarning, "AdmissionRevoked",
 			fmt.Sprintf("no cycle started within %s of the admission", r.cfg.Settings.AdmissionTimeout))
 	}
+	return errs
+}
+
+// admitWorkers is how many admissions are written at once: a wave of them
+// (a tenth of a large cluster) one after the other would take a round trip
+// each before the last node may start.
+const admitWorkers = 8
+
+// inParallel runs do(0..n-1) on up to workers goroutines and returns each
+// one's error at its index.
+func inParallel(n, workers int, do func(i int) error) []error {
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = do(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return errs
 }
 

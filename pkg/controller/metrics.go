@@ -25,6 +25,7 @@ type Metrics struct {
 	BudgetUsed   prometheus.Gauge
 	BudgetTrips  prometheus.Counter
 	DecisionTime prometheus.Histogram
+	WriteTime    prometheus.Histogram
 	APIRequests  *prometheus.CounterVec
 	Pools        PoolMetrics
 }
@@ -61,7 +62,14 @@ func NewMetrics() *Metrics {
 		BudgetTrips: counter("nodepatch_controller_failure_budget_trips_total", "Times the failure budget paused the rollout."),
 		DecisionTime: func() prometheus.Histogram {
 			h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nodepatch_controller_decision_seconds",
-				Help: "Time one decision took, from the cache to the last write.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+				Help: "Time one decision took, from reading the caches to the actions decided.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+			reg.MustRegister(h)
+			return h
+		}(),
+		WriteTime: func() prometheus.Histogram {
+			h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nodepatch_controller_write_seconds",
+				Help:    "Time the writes of one decision took (admissions, revocations, the lock's header), the controller's rate limit included.",
+				Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
 			reg.MustRegister(h)
 			return h
 		}(),
@@ -89,7 +97,7 @@ var rules = []string{policy.RuleMaxUnavailable, policy.RuleControlPlaneOneAtATim
 	policy.RuleControlPlaneLast, policy.RuleControlPlaneFirst, RulePaused}
 
 // Record updates the gauges from one decision.
-func (m *Metrics) Record(act Actions, took time.Duration) {
+func (m *Metrics) Record(act Actions, decided, wrote time.Duration) {
 	for _, p := range phases {
 		m.Nodes.WithLabelValues(p).Set(float64(act.Phases[p]))
 	}
@@ -113,5 +121,6 @@ func (m *Metrics) Record(act Actions, took time.Duration) {
 	m.Limit.Set(float64(act.Limit))
 	m.Unavailable.Set(float64(act.Plan.Unavailable))
 	m.BudgetUsed.Set(float64(act.BudgetUsed))
-	m.DecisionTime.Observe(took.Seconds())
+	m.DecisionTime.Observe(decided.Seconds())
+	m.WriteTime.Observe(wrote.Seconds())
 }

@@ -40,9 +40,10 @@ type Options struct {
 	// PoolsConfigMap names the ConfigMap of the pools (in Namespace); empty:
 	// no pools.
 	PoolsConfigMap string
-	// APIQPS and APIBurst are the controller's own limit on its requests: an
-	// admission is a Node patch and an Event, and a wave of them at the
-	// client-go default of 5 per second would wait seconds behind each other.
+	// APIQPS and APIBurst are the controller's own limit on its requests, and
+	// apart from them on its Events: an admission is a Node patch and an
+	// Event, and a wave of them at the client-go default of 5 per second would
+	// wait seconds behind each other (and the patches behind the Events).
 	APIQPS   float32
 	APIBurst int
 }
@@ -137,8 +138,14 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		return err
 	}
 	defer metrics.Shutdown(srv)
+	// Events have a client, and so a rate limit, of their own: an admission's
+	// patch never waits behind the Events of the admissions before it.
+	eventsClient, err := kube.NewClient(o.Kubeconfig, "nodepatch-controller", kube.Rate{QPS: o.APIQPS, Burst: o.APIBurst}, m.CountRequest)
+	if err != nil {
+		return err
+	}
 	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: eventsClient.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	ready.Store(true)
 	log.Info("controller started", "identity", o.Identity, "version", version.Version, "maxUnavailable", o.MaxUnavailable,

@@ -39,6 +39,7 @@ type AloneResult struct {
 	ControllerCPU        time.Duration // during the rollout
 	ControllerPeak       uint64        // bytes, over the controller's life (its first sync included)
 	Decisions            histogram     // during the rollout
+	Writes               histogram     // the times the decisions' writes took
 	NodeEvents           int
 	PeakUnavailable      int // the most nodes in a cycle or admitted at once
 	FreedToAdmission     []time.Duration
@@ -47,11 +48,11 @@ type AloneResult struct {
 
 func (r AloneResult) String() string {
 	return fmt.Sprintf("controller alone, %d nodes, limit %d: %d simulated cycles in %s | peak RSS %.1f MiB (target <= 150 MiB), CPU %.1fs during the rollout | "+
-		"decision time mean %s p50 %s p95 %s over %.0f decisions for %d Node events (%.2f decisions per event) | "+
+		"decision time mean %s p50 %s p95 %s over %.0f decisions for %d Node events (%.2f decisions per event); their writes mean %s p95 %s | "+
 		"freed slot -> next admission p50 %s p95 %s over %d | at most %d nodes unavailable at once | controller requests per cycle %.2f: %s",
 		r.Nodes, r.Limit, r.Cycles, r.Wall.Round(100*time.Millisecond), float64(r.ControllerPeak)/mib, r.ControllerCPU.Seconds(),
 		seconds(r.Decisions.mean()), r.Decisions.quantileText(0.5), r.Decisions.quantileText(0.95), r.Decisions.count,
-		r.NodeEvents, r.Decisions.count/float64(max(r.NodeEvents, 1)),
+		r.NodeEvents, r.Decisions.count/float64(max(r.NodeEvents, 1)), seconds(r.Writes.mean()), r.Writes.quantileText(0.95),
 		ms(percentile(r.FreedToAdmission, 0.5)), ms(percentile(r.FreedToAdmission, 0.95)), len(r.FreedToAdmission),
 		r.PeakUnavailable, r.ControllerRequests.total()/float64(r.Nodes), r.ControllerRequests.top(40, float64(r.Nodes)))
 }
@@ -169,7 +170,7 @@ func runAlone(ctx context.Context, o AloneOptions, names []string, agents *simAg
 	res.ControllerRequests.add(requests0, -1)
 	res.Cycles = agents.finished()
 	res.ControllerCPU, res.ControllerPeak = after.usage.cpu-before.usage.cpu, after.usage.peakRSS
-	res.Decisions = after.decisions.minus(before.decisions)
+	res.Decisions, res.Writes = after.decisions.minus(before.decisions), after.writes.minus(before.writes)
 	var events int
 	res.FreedToAdmission, _, events = obs.timings()
 	res.NodeEvents = events - events0

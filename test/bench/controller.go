@@ -23,6 +23,7 @@ const (
 	controllerRequestsMetric = "nodepatch_controller_api_requests_total"
 	agentRequestsMetric      = "nodepatch_api_requests_total"
 	decisionMetric           = "nodepatch_controller_decision_seconds"
+	writeMetric              = "nodepatch_controller_write_seconds"
 	leaderMetric             = "nodepatch_controller_is_leader"
 	limitMetric              = "nodepatch_controller_limit"
 )

@@ -56,6 +56,7 @@ type ScaleResult struct {
 	ControllerCPU    time.Duration // during the rollout
 	ControllerPeak   uint64        // peak RSS over the controller's life, bytes
 	Decisions        histogram     // the controller's decision times during the rollout
+	Writes           histogram     // the times its decisions' writes took
 	NodeEvents       int           // Node events the observer saw during the rollout
 	// Idle requests per minute, per agent and of the controller; NaN when
 	// not measured.
@@ -86,7 +87,7 @@ func (r ScaleResult) String() string {
 		"API requests per node cycle %.1f (agents %.1f + controller %.2f; target <= 25, flat within 10%% from 100 to 1,000 nodes) | "+
 		"lease conflicts per admission %.3f (%.0f over %d admissions; target 0) | "+
 		"freed slot -> next admission p50 %s p95 %s over %d (target p95 <= 1s at 1,000 nodes) | "+
-		"controller CPU %.1fs during the rollout, peak RSS %.1f MiB; decisions %.0f, mean %s, p95 %s, for %d Node events | "+
+		"controller CPU %.1fs during the rollout, peak RSS %.1f MiB; decisions %.0f, mean %s, p95 %s, for %d Node events; their writes mean %s, p95 %s | "+
 		"idle: %.2f requests per agent per minute, controller %.1f per minute | "+
 		"at most %d slot holders, %d nodes out of service and %d unavailable at once; %d violations\n"+
 		"  agent requests per cycle: %s\n  controller requests per cycle: %s",
@@ -96,6 +97,7 @@ func (r ScaleResult) String() string {
 		r.ConflictsPerAdmission(), r.AgentRequests.conflicts(), r.Admissions,
 		ms(percentile(r.FreedToAdmission, 0.5)), ms(percentile(r.FreedToAdmission, 0.95)), len(r.FreedToAdmission),
 		r.ControllerCPU.Seconds(), float64(r.ControllerPeak)/mib, r.Decisions.count, seconds(r.Decisions.mean()), r.Decisions.quantileText(0.95), r.NodeEvents,
+		seconds(r.Writes.mean()), r.Writes.quantileText(0.95),
 		r.IdleAgentPerMinute, r.IdleControllerPerMinute,
 		r.MaxHolders, r.MaxOutOfService, r.PeakUnavailable, len(r.Violations),
 		r.AgentRequests.top(40, n), r.ControllerRequests.top(40, n))
@@ -103,11 +105,16 @@ func (r ScaleResult) String() string {
 
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
+// seconds renders s to the millisecond, or to 10µs below one.
 func seconds(s float64) string {
 	if math.IsNaN(s) {
 		return "n/a"
 	}
-	return ms(time.Duration(s * float64(time.Second)))
+	d := time.Duration(s * float64(time.Second))
+	if d < time.Millisecond {
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return ms(d)
 }
 
 // RunScale starts a control plane with kwok, Nodes simulated hosts with their
@@ -381,17 +388,17 @@ func (s *scaleRun) rollout(ctx context.Context, res *ScaleResult) error {
 	c1.add(c0, -1)
 	res.AgentRequests, res.ControllerRequests = a1, c1
 	res.ControllerCPU, res.ControllerPeak = after.usage.cpu-before.usage.cpu, after.usage.peakRSS
-	res.Decisions = after.decisions.minus(before.decisions)
+	res.Decisions, res.Writes = after.decisions.minus(before.decisions), after.writes.minus(before.writes)
 	var events int
 	res.FreedToAdmission, res.Admissions, events = s.obs.timings()
 	res.NodeEvents = events - events0
 	return nil
 }
 
-// ctrlSnapshot is the controller's usage and decision times so far.
+// ctrlSnapshot is the controller's usage, decision and write times so far.
 type ctrlSnapshot struct {
-	usage     usage
-	decisions histogram
+	usage             usage
+	decisions, writes histogram
 }
 
 func (s *scaleRun) ctrlSnapshot(ctx context.Context) (ctrlSnapshot, error) {
@@ -407,11 +414,15 @@ func snapshotController(ctx context.Context, c *controllerProc) (ctrlSnapshot, e
 	if !ok {
 		return ctrlSnapshot{}, fmt.Errorf("the controller's metrics have no %s", decisionMetric)
 	}
+	w, ok := histogramIn(families, writeMetric)
+	if !ok {
+		return ctrlSnapshot{}, fmt.Errorf("the controller's metrics have no %s", writeMetric)
+	}
 	u, err := processUsage(c.proc.PID())
 	if err != nil {
 		return ctrlSnapshot{}, err
 	}
-	return ctrlSnapshot{usage: u, decisions: h}, nil
+	return ctrlSnapshot{usage: u, decisions: h, writes: w}, nil
 }
 
 // agentTally adds up the API requests of every agent run, as each agent's

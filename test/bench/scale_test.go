@@ -38,6 +38,7 @@ func BenchmarkControllerAlone5000(b *testing.B) {
 		b.ReportMetric(r.Decisions.mean()*1000, "decision-mean-ms")
 		b.ReportMetric(r.Decisions.quantile(0.95)*1000, "decision-p95-ms")
 		b.ReportMetric(r.Decisions.count/float64(max(r.NodeEvents, 1)), "decisions/event")
+		b.ReportMetric(r.Writes.quantile(0.95)*1000, "write-p95-ms")
 		b.ReportMetric(float64(percentile(r.FreedToAdmission, 0.95))/float64(time.Millisecond), "free-admit-p95-ms")
 		b.Logf("%s", r)
 	}
