@@ -442,8 +442,11 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 // PreferredWait is how long a taker waits for the slot it was suggested while
 // that slot is still held, before it tries the others: the suggestion is a
 // slot about to be released, and the other free slots are likely suggested
-// to other nodes admitted at the same time.
-const PreferredWait = 5 * time.Second
+// to other nodes admitted at the same time. It outlasts a busy API server's
+// delay between a holder's cleaned Node and its release (seconds at 1,000
+// nodes on a small machine); a holder that never releases costs a suggested
+// node this long, and only while other slots are free.
+const PreferredWait = 15 * time.Second
 
 // awaitPreferred says whether to wait for the preferred slot: held (by
 // someone else) says it is, it lies below open, and this process has not
