@@ -118,16 +118,20 @@ type Config struct {
 	DryRun        bool
 	Clock         func() time.Time
 
-	Node     NodeReader
-	Nodes    NodeWriter
-	Lock     Lock
-	Detector RebootDetector
-	BootID   BootIDReader
-	Rebooter Rebooter
-	HostBusy HostBusyChecker // nil: never busy
-	Blockers []Blocker
-	Health   HealthChecker // nil: healthy once Ready (Limits.HealthGate then only soaks)
-	Notifier Notifier      // nil: no notifications
+	Node NodeReader
+	// NodeChanged, when set, returns a channel closed at the Node cache's next
+	// change: the agent waits on it for its own writes to show (nil: it
+	// looks every few milliseconds).
+	NodeChanged func() <-chan struct{}
+	Nodes       NodeWriter
+	Lock        Lock
+	Detector    RebootDetector
+	BootID      BootIDReader
+	Rebooter    Rebooter
+	HostBusy    HostBusyChecker // nil: never busy
+	Blockers    []Blocker
+	Health      HealthChecker // nil: healthy once Ready (Limits.HealthGate then only soaks)
+	Notifier    Notifier      // nil: no notifications
 	// BlockedLongAfter: a needed cycle held this long is notified (0: never).
 	BlockedLongAfter time.Duration
 	Patcher          Patcher // nil: no patching

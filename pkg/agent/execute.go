@@ -205,14 +205,33 @@ const cacheLag = 5 * time.Second
 // Other writers (the kubelet's status) do not matter to the comparison.
 func (a *Agent) awaitNodeCache(ctx context.Context, written *corev1.Node) {
 	want := agentView(written)
-	deadline := time.Now().Add(cacheLag)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	timeout := time.NewTimer(cacheLag)
+	defer timeout.Stop()
+	for {
+		changed := a.nodeChanged()
 		if cached, err := a.cfg.Node.Get(); err == nil && agentView(cached) == want {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			a.cfg.Log.Warn("the node cache did not show the agent's own write in time; going on", "wait", cacheLag)
+			return
+		}
 	}
-	a.cfg.Log.Warn("the node cache did not show the agent's own write in time; going on", "wait", cacheLag)
+}
+
+// nodeChanged is a channel closed at the Node cache's next change, or in a
+// few milliseconds without Config.NodeChanged.
+func (a *Agent) nodeChanged() <-chan struct{} {
+	if a.cfg.NodeChanged != nil {
+		return a.cfg.NodeChanged()
+	}
+	soon := make(chan struct{})
+	time.AfterFunc(5*time.Millisecond, func() { close(soon) })
+	return soon
 }
 
 // agentView is the part of a Node the agent writes, as one comparable string.

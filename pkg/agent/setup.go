@@ -61,6 +61,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 	clock := o.Clock()
 	factories := newInformers(client, o)
 	nodeInformer := factories.node.Core().V1().Nodes()
+	nodeChanges := newChangeSignal()
 	leaseInformer := factories.lease.Coordination().V1().Leases()
 	sem, err := lock.New(lock.Config{
 		Name: o.LockName, Namespace: o.Namespace, Slots: o.Concurrency, Generation: o.ConfigGeneration,
@@ -123,16 +124,17 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		DrainRetryBackoff: o.DrainRetryBackoff, MaxDrainRetryBackoff: time.Hour,
 		RebootAfterDrainTimeout: o.RebootAfterDrainTimeout,
 		Period:                  o.Period, Schedule: sched, DryRun: o.DryRun, Clock: clock,
-		Admission: o.Admission == "controller",
-		Node:      cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
-		Nodes:     nodeOps,
-		Lock:      sem,
-		Detector:  detector,
-		BootID:    o.bootIDReader(runner),
-		Rebooter:  rebooter,
-		HostBusy:  o.busyChecker(runner),
-		Blockers:  blockers,
-		Notifier:  notifier, BlockedLongAfter: o.NotifyBlockedAfter,
+		Admission:   o.Admission == "controller",
+		Node:        cachedNode{lister: nodeInformer.Lister(), name: o.NodeName},
+		NodeChanged: nodeChanges.Changed,
+		Nodes:       nodeOps,
+		Lock:        sem,
+		Detector:    detector,
+		BootID:      o.bootIDReader(runner),
+		Rebooter:    rebooter,
+		HostBusy:    o.busyChecker(runner),
+		Blockers:    blockers,
+		Notifier:    notifier, BlockedLongAfter: o.NotifyBlockedAfter,
 		Health:      health,
 		Patcher:     o.patcher(kind, runner, log),
 		Patch:       PatchSettings{Mode: packages.Mode(o.Patch), Interval: o.PatchInterval, UnderLock: o.PatchUnderLock},
@@ -154,7 +156,14 @@ func Start(ctx context.Context, o Options, log *slog.Logger) error {
 		UpdateFunc: func(any, any) { a.Trigger() },
 		DeleteFunc: func(any) { a.Trigger() },
 	}
-	if _, err := nodeInformer.Informer().AddEventHandler(trigger); err != nil {
+	// A handler runs after the informer's store took the change, so a waiter
+	// woken here reads it from the lister.
+	nodeTrigger := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { nodeChanges.notify(); a.Trigger() },
+		UpdateFunc: func(any, any) { nodeChanges.notify(); a.Trigger() },
+		DeleteFunc: func(any) { nodeChanges.notify(); a.Trigger() },
+	}
+	if _, err := nodeInformer.Informer().AddEventHandler(nodeTrigger); err != nil {
 		return fmt.Errorf("watching node %s: %w", o.NodeName, err)
 	}
 	if _, err := leaseInformer.Informer().AddEventHandler(trigger); err != nil {
