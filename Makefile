@@ -53,9 +53,10 @@ FAULTS ?= 1
 model:
 	NODEPATCH_MODEL_LONG=1 NODEPATCH_MODEL_FAULTS=$(FAULTS) $(GO) test -count=1 -timeout 0 -v ./test/model/
 
-# Benchmarks: a 12-node rollout (ratio to the ideal time) and the hot paths.
+# Benchmarks: the 12-node rollouts (ratio to the ideal time), the binary's size and an idle
+# agent's memory, and the hot paths.
 bench: tools
-	$(GO) test -run '^$$' -bench '^BenchmarkRollout' -benchtime 1x -timeout 30m ./test/bench/...
+	$(GO) test -run '^$$' -bench '^Benchmark(Rollout|AgentFootprint)' -benchtime 1x -timeout 30m ./test/bench/...
 	$(GO) test -run '^$$' -bench . ./pkg/...
 
 # Scale benchmarks (figures next to their targets, nothing asserted): rollouts of 100,

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -43,5 +44,19 @@ func benchRollout(b *testing.B, o rollout.Options) {
 		b.ReportMetric(s.Wall.Seconds(), "wall-s")
 		b.ReportMetric(s.Ideal.Seconds(), "ideal-s")
 		b.Logf("%s", s)
+	}
+}
+
+// BenchmarkAgentFootprint: the stripped static binary's size and one agent's
+// resident memory after a minute idle.
+func BenchmarkAgentFootprint(b *testing.B) {
+	for range b.N {
+		r, err := RunFootprint(b.Context(), FootprintOptions{Idle: time.Minute, Log: os.Stderr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(r.BinaryBytes)/1e6, "binary-MB")
+		b.ReportMetric(float64(r.IdleRSSBytes)/mib, "agent-idle-MiB")
+		b.Logf("%s", r)
 	}
 }

@@ -102,6 +102,16 @@ func TestScaleSample(t *testing.T) {
 			t.Errorf("nothing measured: %.0f decisions, peak RSS %d, requests %v", r.Decisions.count, r.ControllerPeak, r.ControllerRequests)
 		}
 	})
+	t.Run("footprint of one idle agent", func(t *testing.T) {
+		r, err := RunFootprint(t.Context(), FootprintOptions{Idle: 2 * time.Second, Log: harness.NewTestLogWriter(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s", r)
+		if r.BinaryBytes <= 0 || r.IdleRSSBytes == 0 || r.PeakRSSBytes < r.IdleRSSBytes {
+			t.Errorf("nothing measured: binary %d bytes, RSS %d, peak %d", r.BinaryBytes, r.IdleRSSBytes, r.PeakRSSBytes)
+		}
+	})
 }
 
 // checkScale fails tb unless every node rebooted and the bounds held: at

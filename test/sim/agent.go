@@ -130,6 +130,18 @@ func (s *Supervisor) RestartAgent(name string) error {
 	return s.StartAgent(name)
 }
 
+// AgentPID is the process id of the node's agent, and whether it runs.
+func (s *Supervisor) AgentPID(name string) (int, bool) {
+	pid, running := 0, false
+	_ = s.withNode(name, func(n *simNode) error {
+		if n.agent != nil && !exitedProc(n.agent) {
+			pid, running = n.agent.PID(), true
+		}
+		return nil
+	})
+	return pid, running
+}
+
 // AgentRunning reports whether the node's agent process is alive.
 func (s *Supervisor) AgentRunning(name string) bool {
 	running := false
