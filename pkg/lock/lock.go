@@ -401,8 +401,10 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	if h, ok := snap.Held(s.cfg.Identity); ok {
-		return h.Slot, true, nil
+	if _, ok := snap.Held(s.cfg.Identity); ok {
+		// The caller acts on a true answer (the agent taints next), so the
+		// cache's word is not enough: the API server's List says.
+		return s.heldOnServer(ctx)
 	}
 	if s.awaitPreferred(snap.heldSlot, snap.Limit) {
 		return "", false, nil
@@ -437,6 +439,21 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (string, bool, error) {
 		}
 	}
 	return "", false, nil
+}
+
+// heldOnServer is the slot the API server shows this identity holding, if
+// any; a cache that showed one the server no longer has is caught up later
+// (the taker tries again on the next change of the Leases).
+func (s *Semaphore) heldOnServer(ctx context.Context) (string, bool, error) {
+	live, err := s.liveSlots(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	name, ok := live.heldBy(s.cfg.Identity)
+	if ok {
+		s.markConfirmed()
+	}
+	return name, ok, nil
 }
 
 // PreferredWait is how long a taker waits for the slot it was suggested while

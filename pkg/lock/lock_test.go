@@ -548,3 +548,47 @@ func TestEnsureHeaderReadsTheCacheFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, requestsOf(client, func() { require.NoError(t, newer.EnsureHeader(context.Background())) }))
 }
+
+// frozenLister is an informer cache that stopped at one moment.
+type frozenLister map[string]*coordinationv1.Lease
+
+func (f frozenLister) List(labels.Selector) ([]*coordinationv1.Lease, error) {
+	out := make([]*coordinationv1.Lease, 0, len(f))
+	for _, l := range f {
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func (f frozenLister) Get(name string) (*coordinationv1.Lease, error) {
+	if l, ok := f[name]; ok {
+		return l, nil
+	}
+	return nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), name)
+}
+
+// TestHeldOnlyOnTheAPIServersWord: a cache that still shows this identity
+// holding a slot the API server has since freed does not make TryAcquire say
+// held (the agent would taint on it); the API server's List decides.
+func TestHeldOnlyOnTheAPIServersWord(t *testing.T) {
+	client := newClient()
+	a, _ := newSem(t, client, Config{Slots: 1, Identity: "a"}, nil)
+	require.True(t, take(t, a))
+	frozen := frozenLister{}
+	leases, err := client.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	for i := range leases.Items {
+		frozen[leases.Items[i].Name] = &leases.Items[i]
+	}
+	require.NoError(t, a.Release(context.Background()))
+
+	restarted, err := New(Config{Name: "nodepatch-lock", Namespace: ns, Slots: 1, Identity: "a"},
+		client.CoordinationV1().Leases(ns), frozen, time.Now)
+	require.NoError(t, err)
+	var won bool
+	require.Contains(t, requestsOf(client, func() {
+		_, won, err = restarted.TryAcquire(context.Background())
+	}), "list leases")
+	require.NoError(t, err)
+	require.False(t, won, "held on the word of a stale cache")
+}
